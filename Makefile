@@ -1,0 +1,41 @@
+# metalearn-sep: two commands for students (`make lab`, `make test`) and a few for maintainers.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test notebooks benchmarks student lock clean-venv
+
+# Create .venv when missing and install the pinned dependencies plus the package (editable).
+$(STAMP): pyproject.toml requirements.lock scripts/ensure_system.sh
+	@sh scripts/ensure_system.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --constraint requirements.lock --editable .
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Unit tests plus every notebook executed by nbval in the ci profile.
+test: $(STAMP)
+	METALEARN_SEP_PROFILE=ci $(PY) -m pytest
+
+# Re-execute every notebook in place (ci profile by default; PROFILE=cpu for the full run).
+PROFILE ?= ci
+notebooks: $(STAMP)
+	METALEARN_SEP_PROFILE=$(PROFILE) $(PY) scripts/execute_notebooks.py notebooks/*.ipynb
+
+benchmarks: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The student edition: every solution replaced by `raise NotImplementedError`.
+student: $(STAMP)
+	$(PY) scripts/student_edition.py notebooks/*.ipynb --out student/
+
+lock: $(STAMP)
+	@echo "# Exact versions that CI installs (pip constraints file). Regenerate with \`make lock\` after a tested upgrade." > requirements.lock
+	$(PY) -m pip freeze --exclude-editable | grep -v '^metalearn' >> requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,100 @@
+"""Course profiles: one switch that scales every notebook between CI, a laptop and a GPU.
+
+``ci``  every notebook in about a minute on 2 CPU cores (the course CI runs this);
+``cpu`` a student without a GPU: minutes per chapter, audible results;
+``gpu`` paper scale on a CUDA device.
+
+Notebooks read sizes from :class:`Profile` and choose anything chapter-specific with
+:meth:`CourseConfig.pick`, so all three profiles run the same code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+PROFILE_ENV = "METALEARN_SEP_PROFILE"
+MUSDB_ENV = "MUSDB_PATH"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes shared by the chapters.
+
+    Attributes:
+        name: ``"ci"``, ``"cpu"`` or ``"gpu"``.
+        sample_rate: rate (Hz) the single-rate chapters (00-03) work at.
+        segment_seconds: length of one training crop.
+        song_seconds: length of one synthetic-band song that crops are taken from.
+        batch_size: training examples per step.
+        eval_songs: held-out songs every evaluation averages over.
+        eval_seconds: length of each held-out excerpt.
+    """
+
+    name: str
+    sample_rate: int
+    segment_seconds: float
+    song_seconds: float
+    batch_size: int
+    eval_songs: int
+    eval_seconds: float
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile("ci", 8000, 1.0, 4.0, 4, 4, 4.0),
+    "cpu": Profile("cpu", 8000, 2.0, 8.0, 8, 8, 8.0),
+    "gpu": Profile("gpu", 8000, 8.0, 16.0, 12, 16, 16.0),
+}
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_profile(name: str | None = None) -> Profile:
+    """The profile called ``name``, else ``$METALEARN_SEP_PROFILE``, else gpu with CUDA or cpu."""
+    if name is None:
+        name = os.environ.get(PROFILE_ENV) or ("gpu" if torch.cuda.is_available() else "cpu")
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown course profile {name!r}: expected one of {', '.join(PROFILES)} "
+            f"(set {PROFILE_ENV} or pass profile=)."
+        )
+    return PROFILES[key]
+
+
+@dataclass(frozen=True)
+class CourseConfig:
+    """What :func:`metalearn_sep.course.setup` returns to a notebook.
+
+    Attributes:
+        profile: the active :class:`Profile`.
+        device: where models run.
+        seed: the seed every random generator was given.
+        musdb_path: the MUSDB18 root from ``$MUSDB_PATH``, or ``None`` (synthetic band).
+    """
+
+    profile: Profile
+    device: torch.device
+    seed: int
+    musdb_path: str | None
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    def pick(self, *, ci: T, cpu: T, gpu: T) -> T:
+        """The value for the active profile, e.g. ``steps = cfg.pick(ci=40, cpu=1500, gpu=50_000)``."""
+        return {"ci": ci, "cpu": cpu, "gpu": gpu}[self.profile.name]
