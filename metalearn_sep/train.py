@@ -1,0 +1,452 @@
+"""One training loop for every chapter: :class:`Trainer`.
+
+The loop is deliberately plain: draw a batch, compute the objective, clip, step, log.
+Around it sit the things a course needs and a notebook should not re-write:
+
+* a pluggable objective (:class:`SeparationObjective`, negative SI-SNR, by default);
+* Adam / AdamW, gradient clipping, an LR schedule with warm-up (see :mod:`metalearn_sep.optim`);
+* validation every ``valid_every`` steps: SI-SDR improvement per source;
+* tqdm progress bars that render in notebooks and terminals, and a ``history`` to plot;
+* checkpoints written atomically (a run killed while saving leaves the previous file
+  intact) that resume *exactly*: the batch order is a function of (seed, step), and the
+  random generators are saved, so a run interrupted and resumed on the CPU ends with
+  the same weights as an uninterrupted one;
+* device selection (cuda, mps, cpu), bf16 autocast on CUDA, optional ``torch.compile``;
+* ``torch.distributed``: when a process group is initialised (``torchrun``), the model
+  is wrapped in ``DistributedDataParallel``, each rank takes its share of every global
+  batch, metrics are averaged over ranks and only rank 0 writes and prints.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import SOURCES
+from .audio import atomic_write
+from .config import default_device
+from .losses import si_snr_loss
+from .metrics import si_sdr_improvement
+from .optim import build_optimizer, build_schedule
+
+CHECKPOINT_FORMAT = "metalearn-sep-checkpoint/1"
+
+
+class SeparationObjective:
+    """The default objective: the model maps a mixture to its sources; loss = negative SI-SNR.
+
+    Args:
+        targets: indices into :data:`SOURCES` the model predicts, in its output order
+            (default all four); ``[1]`` trains a dedicated bass model, for example.
+        zero_mean: SI-SNR (``True``, Conv-TasNet) or SI-SDR (``False``).
+
+    An objective has two methods the :class:`Trainer` calls:
+    ``objective(model, mixture, stems) -> (loss, logs)`` for training and
+    ``objective.estimate(model, mixture) -> (batch, len(targets), channel, time)`` for
+    evaluation. Later chapters supply their own (multi-stage, auxiliary losses).
+    """
+
+    def __init__(self, targets: Sequence[int] | None = None, zero_mean: bool = True) -> None:
+        self.targets = list(range(len(SOURCES))) if targets is None else [int(t) for t in targets]
+        if not self.targets or any(not 0 <= t < len(SOURCES) for t in self.targets):
+            raise ValueError(f"targets must be indices into SOURCES (0-{len(SOURCES) - 1}), got {targets!r}.")
+        self.zero_mean = zero_mean
+
+    def estimate(self, model: nn.Module, mixture: torch.Tensor) -> torch.Tensor:
+        """``(batch, channel, time)`` -> ``(batch, len(targets), channel, time)``."""
+        return model(mixture)
+
+    def __call__(self, model: nn.Module, mixture: torch.Tensor, stems: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        estimates = self.estimate(model, mixture)
+        loss = si_snr_loss(estimates.float(), stems[:, self.targets], zero_mean=self.zero_mean)
+        return loss, {}
+
+
+@dataclass
+class TrainerConfig:
+    """Everything that shapes a run (saved in checkpoints and compared on resume)."""
+
+    batch_size: int = 8
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    schedule_period: int = 0
+    schedule_decay: float = 0.85
+    clip_grad: float | None = 5.0
+    valid_every: int = 0
+    checkpoint_every: int = 0
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Batches whose content is a function of (seed, step) only, so training resumes exactly.
+
+    Epoch ``e`` is a permutation of the dataset drawn from a generator seeded with
+    ``(seed, e)``; global batch ``k`` is the k-th slice of the epoch sequence; under
+    ``torch.distributed`` each rank takes every ``world``-th item of it.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int, stop_step: int, rank: int = 0, world: int = 1) -> None:
+        if size < batch_size:
+            raise ValueError(f"The training set has {size} items, fewer than one batch of {batch_size}.")
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world}).")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start, self.stop, self.rank, self.world = start_step, stop_step, rank, world
+        self.per_epoch = size // batch_size
+
+    def _epoch(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=gen)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, order = -1, None
+        for step in range(self.start, self.stop):
+            if step // self.per_epoch != epoch:
+                epoch = step // self.per_epoch
+                order = self._epoch(epoch)
+            first = (step % self.per_epoch) * self.batch_size
+            batch = order[first : first + self.batch_size]
+            yield batch[self.rank :: self.world].tolist()
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The constructor arguments a course model keeps in ``model.config`` (``{}`` if none)."""
+    return dict(getattr(_unwrap(model), "config", {}) or {})
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> dict[str, Any]:
+    """Read a course checkpoint; with ``model``, check it matches and load its weights.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` with one sentence
+    for a corrupt or truncated file, a file that is not a course checkpoint, or a
+    checkpoint of another model class or configuration (naming what differs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated / foreign files
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated file: {type(err).__name__}).") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a metalearn-sep checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
+    if model is not None:
+        plain = _unwrap(model)
+        if state["model_class"] != type(plain).__name__:
+            raise ValueError(f"{path} holds a {state['model_class']}, not a {type(plain).__name__}.")
+        mine = model_config(plain)
+        diff = {k: (state["model_config"].get(k), mine.get(k)) for k in set(mine) | set(state["model_config"]) if state["model_config"].get(k) != mine.get(k)}
+        if diff:
+            parts = ", ".join(f"{k}={a!r} in the checkpoint but {b!r} in the model" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"{path} was saved from another configuration: {parts}.")
+        plain.load_state_dict(state["model"])
+    return state
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    objective: SeparationObjective | None = None,
+    batch_size: int = 4,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """SI-SDR improvement (dB) per source on every item of ``data``, and their mean.
+
+    Silent references are skipped (see :func:`metalearn_sep.metrics.si_sdr_improvement`).
+    Under ``torch.distributed`` each rank evaluates its share and the sums are reduced.
+
+    Returns:
+        ``{"drums": ..., "bass": ..., ..., "mean": ...}`` for the objective's targets.
+    """
+    objective = objective or SeparationObjective()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    indices = list(range(rank, len(data), world))
+    loader = DataLoader(torch.utils.data.Subset(data, indices), batch_size=batch_size, generator=torch.Generator())
+    was_training = model.training
+    model.eval()
+    n = len(objective.targets)
+    sums, counts = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    for mixture, stems in loader:
+        mixture, stems = mixture.to(device), stems[:, objective.targets].to(device)
+        estimates = objective.estimate(model, mixture).float()
+        gain = si_sdr_improvement(estimates, stems, mixture).double().cpu()
+        sums += torch.nan_to_num(gain).sum(0)
+        counts += (~gain.isnan()).sum(0)
+    model.train(was_training)
+    if world > 1:
+        both = torch.stack([sums, counts])
+        dist.all_reduce(both)
+        sums, counts = both
+    per_source = (sums / counts).tolist()
+    result = {SOURCES[t]: v for t, v in zip(objective.targets, per_source)}
+    result["mean"] = float(np.nanmean(per_source))
+    return result
+
+
+class Trainer:
+    """Trains a separation model; one instance per run.
+
+    Args:
+        model: any ``nn.Module`` the objective knows how to call.
+        train_data: a dataset of ``(mixture [channel, time], stems [4, channel, time])``.
+        valid_data: the same format; evaluated every ``valid_every`` steps.
+        objective: default :class:`SeparationObjective` (negative SI-SNR).
+        batch_size, optimizer ("adam" | "adamw" | "radam" | "ranger"), lr, weight_decay,
+        schedule ("constant" | "cosine" | "sgdr"), warmup_steps, schedule_period,
+        schedule_decay, clip_grad (global L2 norm; None for none), valid_every,
+        checkpoint_every, seed: see :class:`TrainerConfig`.
+        checkpoint: file for checkpoints (written atomically); ``None`` for none.
+        device: default the best available (cuda, mps, cpu).
+        amp: bf16 autocast; default on for CUDA, off elsewhere.
+        compile: wrap the model in ``torch.compile``.
+        progress: show tqdm bars.
+        num_workers: DataLoader worker processes.
+
+    Usage::
+
+        trainer = Trainer(model, train, valid, lr=1e-3, valid_every=200, checkpoint="runs/a.pt")
+        history = trainer.fit(steps=2000)
+        trainer = Trainer.resume("runs/a.pt", model, train, valid)   # continues exactly
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Dataset,
+        valid_data: Dataset | None = None,
+        *,
+        objective: SeparationObjective | Callable | None = None,
+        batch_size: int = 8,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        schedule: str = "constant",
+        warmup_steps: int = 0,
+        schedule_period: int = 0,
+        schedule_decay: float = 0.85,
+        clip_grad: float | None = 5.0,
+        valid_every: int = 0,
+        checkpoint_every: int = 0,
+        seed: int = 0,
+        checkpoint: str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        amp: bool | None = None,
+        compile: bool = False,
+        progress: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        self.config = TrainerConfig(
+            batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
+            warmup_steps=warmup_steps, schedule_period=schedule_period, schedule_decay=schedule_decay,
+            clip_grad=clip_grad, valid_every=valid_every, checkpoint_every=checkpoint_every, seed=seed,
+        )
+        self.device = torch.device(device) if device is not None else default_device()
+        self.amp = self.device.type == "cuda" if amp is None else bool(amp)
+        if self.amp and self.device.type != "cuda":
+            raise ValueError(f"bf16 autocast is offered on CUDA only; this run is on {self.device}.")
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.model = model.to(self.device)
+        self.train_data, self.valid_data = train_data, valid_data
+        self.objective = objective or SeparationObjective()
+        self.optimizer = build_optimizer(self.model.parameters(), optimizer, lr=lr, weight_decay=weight_decay)
+        self.scheduler = build_schedule(self.optimizer, schedule, warmup_steps=warmup_steps, period=schedule_period, decay=schedule_decay)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.progress = progress and self.rank == 0
+        self.num_workers = num_workers
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+        torch.manual_seed(seed)
+        self._forward_model = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._forward_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if compile:
+            self._forward_model = torch.compile(self._forward_model)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_class": type(_unwrap(self.model)).__name__,
+            "model_config": model_config(self.model),
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "trainer": {k: v for k, v in asdict(self.config).items()},
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "history": self.history,
+            "rng": _rng_state(),
+        }
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write a checkpoint atomically (rank 0 only); returns its path."""
+        path = Path(path) if path is not None else self.checkpoint
+        if path is None:
+            raise ValueError("No checkpoint path: pass one to save() or checkpoint= to the Trainer.")
+        if self.rank == 0:
+            state = self.state_dict()
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+        return path
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state (model weights are loaded by :func:`load_checkpoint`)."""
+        saved = dict(state["trainer"])
+        mine = asdict(self.config)
+        diff = sorted(k for k in mine if k != "extra" and saved.get(k) != mine[k])
+        if diff:
+            parts = ", ".join(f"{k}={saved.get(k)!r} (checkpoint) vs {mine[k]!r} (now)" for k in diff)
+            raise ValueError(f"The checkpoint was written by a run with other training settings: {parts}.")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self.history = list(state["history"])
+        _set_rng_state(state["rng"])
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, model: nn.Module, train_data: Dataset, valid_data: Dataset | None = None, **kwargs: Any) -> Trainer:
+        """A Trainer that continues the run saved at ``path`` (same settings, same model config).
+
+        Settings not given in ``kwargs`` are taken from the checkpoint.
+        """
+        state = load_checkpoint(path, model)
+        settings = {k: v for k, v in state["trainer"].items() if k != "extra"}
+        settings.update(kwargs)
+        settings.setdefault("checkpoint", path)
+        trainer = cls(model, train_data, valid_data, **settings)
+        trainer.load_state_dict(state)
+        return trainer
+
+    # ---------------------------------------------------------------- the loop
+    def _batches(self, stop: int) -> DataLoader:
+        sampler = StepBatchSampler(len(self.train_data), self.config.batch_size, self.config.seed, self.step, stop, self.rank, self.world)
+        # The loader's own generator keeps it from drawing on the global RNG (which the
+        # model's dropout uses), so a resumed run sees the same random numbers.
+        gen = torch.Generator().manual_seed(self.config.seed + self.step)
+        return DataLoader(
+            self.train_data, batch_sampler=sampler, num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda", generator=gen,
+        )
+
+    def train_step(self, mixture: torch.Tensor, stems: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on one batch; returns the logged values."""
+        self.model.train()
+        mixture, stems = mixture.to(self.device, non_blocking=True), stems.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            loss, logs = self.objective(self._forward_model, mixture, stems)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"The loss became {loss.item()} at step {self.step}; lower the learning rate or check the data.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        record = {"step": self.step + 1, "loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.config.clip_grad:
+            record["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        record.update({k: float(v) for k, v in logs.items()})
+        return record
+
+    def validate(self) -> dict[str, float]:
+        """SI-SDR improvement per source on the validation set (see :func:`evaluate`)."""
+        if self.valid_data is None:
+            raise ValueError("This Trainer has no validation data.")
+        return evaluate(self._forward_model, self.valid_data, self.objective, batch_size=self.config.batch_size, device=self.device)
+
+    def fit(self, steps: int) -> list[dict[str, float]]:
+        """Train until ``steps`` steps in total have been taken (a resumed run continues to the same total).
+
+        Returns the history: one dict per step (step, loss, lr, grad_norm, seconds of
+        training so far, data loading included, validation excluded, ...) and, every
+        ``valid_every`` steps, ``valid_<source>`` and ``valid_mean`` SI-SDR improvements.
+        """
+        if steps < self.step:
+            raise ValueError(f"This run is already at step {self.step}; fit(steps) takes the total number of steps.")
+        bar = _progress(total=steps, initial=self.step, disable=not self.progress)
+        tick = time.perf_counter()
+        try:
+            for mixture, stems in self._batches(steps):
+                record = self.train_step(mixture, stems)
+                self.elapsed += time.perf_counter() - tick
+                record["seconds"] = self.elapsed
+                if self.world > 1:
+                    loss = torch.tensor([record["loss"]], device=self.device)
+                    dist.all_reduce(loss)
+                    record["loss"] = loss.item() / self.world
+                every = self.config.valid_every
+                if self.valid_data is not None and every and (self.step % every == 0 or self.step == steps):
+                    record.update({f"valid_{k}": v for k, v in self.validate().items()})
+                self.history.append(record)
+                bar.update(1)
+                bar.set_postfix({k: f"{record[k]:.2f}" for k in ("loss", "valid_mean") if k in record}, refresh=False)
+                if self.checkpoint is not None and self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                    self.save()
+                tick = time.perf_counter()
+        finally:
+            bar.close()
+        if self.checkpoint is not None:
+            self.save()
+        return self.history
+
+
+def _progress(**kwargs: Any):
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="step", dynamic_ncols=True, **kwargs)
+
