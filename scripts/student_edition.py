@@ -1,0 +1,68 @@
+"""Write the student edition of notebooks: every solution replaced by `raise NotImplementedError`.
+
+Exercise cells mark the instructor's solution with `### BEGIN SOLUTION` and
+`### END SOLUTION` (nbgrader's convention); the lines between them are replaced by one
+`raise NotImplementedError("Exercise: ...")` at the same indentation, and all outputs are
+cleared so students run everything themselves.
+
+    python scripts/student_edition.py notebooks/*.ipynb --out student/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+def strip_solutions(source: str) -> str:
+    """The cell source with each solution block replaced by a `raise NotImplementedError`."""
+    out, inside = [], False
+    for line in source.splitlines():
+        marker = line.strip()
+        if marker == BEGIN:
+            if inside:
+                raise ValueError("A solution block opens twice without closing.")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f'{indent}raise NotImplementedError("Exercise: write your solution here.")')
+        elif marker == END:
+            if not inside:
+                raise ValueError("A solution block closes without opening.")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError("A solution block is never closed.")
+    return "\n".join(out)
+
+
+def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("student"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.notebooks:
+        nb = student_notebook(nbformat.read(path, as_version=4))
+        nbformat.write(nb, args.out / path.name)
+        print(f"{args.out / path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
