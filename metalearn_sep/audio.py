@@ -114,7 +114,7 @@ def resample(x: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     orig_rate, new_rate = check_rate(orig_rate, "orig_rate"), check_rate(new_rate, "new_rate")
     if orig_rate == new_rate:
         return x
-    return AF.resample(x, orig_rate, new_rate)
+    return AF.resample(x.contiguous(), orig_rate, new_rate)  # torchaudio views its input
 
 
 def to_mono(x: torch.Tensor) -> torch.Tensor:
