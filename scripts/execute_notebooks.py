@@ -27,7 +27,11 @@ LIMIT = 1 << 20
 def execute(path: Path, timeout: int) -> tuple[float, int]:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,  # the static fallback of each widget is saved; its state would double the file
+    )
+    client.execute()
     seconds = time.perf_counter() - start
     atomic_write(path, lambda tmp: nbformat.write(nb, tmp))
     return seconds, path.stat().st_size
