@@ -57,14 +57,12 @@ import numpy as np
 import soundfile as sf
 import torch
 from IPython.display import HTML
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
 
 from . import SOURCES
 from .audio import check_duration, check_rate
 from .metrics import si_sdr
-from .plots import DYNAMIC_RANGE_DB, _as_waveform, log_spectrogram, spectrogram
+from .plots import DYNAMIC_RANGE_DB, _as_waveform, log_spectrogram, palette_png, spectrogram
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 """The MIME type of a widget view; exclude it from ``display`` to get the static copy only."""
@@ -166,12 +164,7 @@ def _spectrogram_png(fig: Figure, clip: torch.Tensor, sample_rate: int, vmax: fl
     """A small palette PNG of ``clip``'s spectrogram on the colour scale ``[vmax - 80, vmax]`` dB."""
     fig.clear()
     spectrogram(clip, sample_rate, ax=fig.add_subplot(), vmin=vmax - DYNAMIC_RANGE_DB, vmax=vmax, colorbar=False)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
-    buffer = io.BytesIO()
-    rgb.quantize(_PALETTE_COLOURS).save(buffer, format="png", optimize=True)
-    return buffer.getvalue()
+    return palette_png(fig, _PALETTE_COLOURS)
 
 
 class _Clip(NamedTuple):

@@ -15,7 +15,7 @@ from IPython.core.formatters import DisplayFormatter
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from metalearn_sep import plots
+from metalearn_sep import SOURCES, plots
 
 SR = 8000
 
@@ -280,3 +280,15 @@ def test_similarity_matrix_in_given_axes_leaves_nan_blank():
 def test_similarity_matrix_rejects_bad_input(matrix, labels, message):
     with pytest.raises(ValueError, match=message):
         plots.similarity_matrix(matrix, labels)
+
+
+def test_source_bars_draws_one_bar_per_method_and_source():
+    table = {"mixture": [-5.0, -3.0, 0.0, 1.0], "oracle": torch.tensor([10.0, 9.0, float("nan"), 12.0])}
+    fig = plots.source_bars(table, title="t")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 8 and [t.get_text() for t in ax.get_xticklabels()] == list(SOURCES)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mixture", "oracle"]
+    with pytest.raises(ValueError, match="3 values; expected one per source"):
+        plots.source_bars({"x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="table is empty"):
+        plots.source_bars({})
