@@ -1,0 +1,67 @@
+"""Speed of the synthetic band: rendering must never be what a training run waits for.
+
+Renders songs of different seeds on one CPU thread (``torch.set_num_threads(1)``, after one
+warm-up render) and reports the median and the slowest:
+
+* 44.1 kHz stereo, 8 s: the target is a median under 1 s (the real-time factor is printed);
+* 8 kHz mono, 4 s: one song of the course's training data (the ci profile);
+* one BandDataset item, a 1 s crop of a 4 s song at 8 kHz (only the crop is rendered).
+
+Exits 1 if the 44.1 kHz target is missed.
+
+    python benchmarks/bench_band.py [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from metalearn_sep.data.band import BandDataset, synthesize
+
+TARGET_S = 1.0
+
+
+def seconds_per_song(rate: int, duration: float, stereo: bool, repeats: int) -> list[float]:
+    synthesize(0, rate, duration, stereo)
+    times = []
+    for seed in range(1, repeats + 1):
+        start = time.perf_counter()
+        synthesize(seed, rate, duration, stereo)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7, help="songs timed per setting")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    failed = False
+    for rate, duration, stereo, target in ((44100, 8.0, True, TARGET_S), (8000, 4.0, False, None)):
+        times = seconds_per_song(rate, duration, stereo, args.repeats)
+        median = statistics.median(times)
+        line = (f"{rate / 1000:g} kHz {'stereo' if stereo else 'mono'} {duration:g} s song: median {median:.3f} s, "
+                f"slowest {max(times):.3f} s, {duration / median:.0f}x real time")
+        if target is not None:
+            ok = median < target
+            failed |= not ok
+            line += f" | target < {target:g} s: {'met' if ok else 'MISSED'} ({target / median:.1f}x headroom)"
+        print(line)
+    train = BandDataset("train", sample_rate=8000, segment=1.0, song_duration=4.0)
+    train[0]
+    times = []
+    for i in range(1, args.repeats + 1):
+        start = time.perf_counter()
+        train[i]
+        times.append(time.perf_counter() - start)
+    print(f"BandDataset item (1 s crop of a 4 s song, 8 kHz mono): median {1000 * statistics.median(times):.1f} ms")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
