@@ -98,3 +98,14 @@ class CourseConfig:
     def pick(self, *, ci: T, cpu: T, gpu: T) -> T:
         """The value for the active profile, e.g. ``steps = cfg.pick(ci=40, cpu=1500, gpu=50_000)``."""
         return {"ci": ci, "cpu": cpu, "gpu": gpu}[self.profile.name]
+
+
+CONV_TASNET_SIZES: dict[str, dict[str, int | str]] = {
+    "ci": {"N": 64, "L": 16, "B": 32, "H": 64, "Sc": 32, "X": 4, "R": 2},
+    "cpu": {"N": 128, "L": 16, "B": 64, "H": 128, "Sc": 64, "X": 6, "R": 2},
+    "gpu": {"N": 512, "L": 16, "B": 128, "H": 512, "Sc": 128, "X": 8, "R": 3},
+}
+"""Chapter 01's Conv-TasNet per profile (``gpu`` is the paper's best configuration)."""
+
+CONV_TASNET_STEPS: dict[str, int] = {"ci": 40, "cpu": 1500, "gpu": 30_000}
+"""Training steps of chapter 01's models per profile (the cpu figure fits about 5 minutes on 2 cores)."""
