@@ -254,6 +254,12 @@ def _fit(x: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(x, (0, length - x.shape[-1]))
 
 
+def _unit_scale(mixture: torch.Tensor) -> torch.Tensor:
+    """The standard deviation of each ``(example, 1, time)`` mixture, ``(example, 1, 1)``; 1 for a silent one."""
+    std = mixture.float().std(dim=-1, keepdim=True)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
 class MetaTasNetObjective:
     """The Meta-TasNet training objective for :class:`~metalearn_sep.train.Trainer`: ``Σ_s L_s``.
 
@@ -266,6 +272,11 @@ class MetaTasNetObjective:
     already matches) to ``model.sample_rates[s]`` and cropped to ``T_0 * 2**s`` samples,
     T_0 the largest multiple of the model's stride (20 samples at 8 kHz) that fits. The
     presence mask ``a`` comes from the stems at ``data_rate``, shared by all stages.
+    Each example is divided by its mixture's standard deviation first, as the original
+    normalises every track and as :func:`metalearn_sep.separate.separate` normalises its
+    input (the losses are scale invariant; the network's input level is not, and the
+    spectrogram branch's log-power features swamp the waveform features at the band's
+    raw level). ``estimate`` undoes the scaling.
 
     Args:
         data_rate: the dataset's sample rate (Hz); at least the last stage's rate (the
@@ -288,9 +299,9 @@ class MetaTasNetObjective:
 
     def _plain(self, model: nn.Module) -> MetaTasNet:
         from .models.meta_tasnet import MetaTasNet
-        from .train import _unwrap
+        from .train import unwrap_model
 
-        plain = _unwrap(model)
+        plain = unwrap_model(model)
         if not isinstance(plain, MetaTasNet):
             raise ValueError(f"MetaTasNetObjective trains a MetaTasNet, got a {type(plain).__name__}.")
         top = max(plain.sample_rates)
@@ -337,10 +348,13 @@ class MetaTasNetObjective:
         """The last stage's estimates at ``data_rate``: ``(batch, C, T)`` -> ``(batch, 4, C, T)``."""
         self._check_batch(mixture)
         batch, channels, length = mixture.shape
-        inputs = self.stage_inputs(model, mixture.reshape(batch * channels, 1, length), pad=True)
+        mixture = mixture.reshape(batch * channels, 1, length)
+        scale = _unit_scale(mixture)
+        inputs = self.stage_inputs(model, mixture / scale, pad=True)
         last = model(inputs)[-1].estimates.float()  # (batch * C, 4, 1, T_last)
         with torch.autocast(mixture.device.type, enabled=False):
             last = _fit(resample(last, self._plain(model).sample_rates[-1], self.data_rate), length)
+        last = last * scale.unsqueeze(1)
         return last.reshape(batch, channels, len(SOURCES), length).transpose(1, 2)
 
     def __call__(self, model: nn.Module, mixture: torch.Tensor, stems: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -350,7 +364,8 @@ class MetaTasNetObjective:
         mixture = mixture.reshape(batch * channels, 1, length)
         stems = stems.transpose(1, 2).reshape(batch * channels, len(SOURCES), 1, length)
         present = presence(stems)
-        signals = self.stage_inputs(model, torch.cat([mixture.unsqueeze(1), stems], dim=1))  # (b, 1 + 4, 1, T_s)
+        scale = _unit_scale(mixture).unsqueeze(1)
+        signals = self.stage_inputs(model, torch.cat([mixture.unsqueeze(1), stems], dim=1) / scale)  # (b, 1 + 4, 1, T_s)
         outputs = model([signal[:, 0] for signal in signals])
         plain = self._plain(model)
         total, logs = 0.0, {}

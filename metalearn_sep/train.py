@@ -127,7 +127,7 @@ class StepBatchSampler(Sampler[list[int]]):
         return self.stop - self.start
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module under DDP and ``torch.compile`` wrappers."""
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel):
@@ -162,7 +162,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def model_config(model: nn.Module) -> dict[str, Any]:
     """The constructor arguments a course model keeps in ``model.config`` (``{}`` if none)."""
-    return dict(getattr(_unwrap(model), "config", {}) or {})
+    return dict(getattr(unwrap_model(model), "config", {}) or {})
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a metalearn-sep checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
     if model is not None:
-        plain = _unwrap(model)
+        plain = unwrap_model(model)
         if state["model_class"] != type(plain).__name__:
             raise ValueError(f"{path} holds a {state['model_class']}, not a {type(plain).__name__}.")
         mine = model_config(plain)
@@ -322,9 +322,9 @@ class Trainer:
         """Everything needed to continue this run exactly."""
         return {
             "format": CHECKPOINT_FORMAT,
-            "model_class": type(_unwrap(self.model)).__name__,
+            "model_class": type(unwrap_model(self.model)).__name__,
             "model_config": model_config(self.model),
-            "model": _unwrap(self.model).state_dict(),
+            "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "trainer": {k: v for k, v in asdict(self.config).items()},

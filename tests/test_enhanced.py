@@ -1,4 +1,4 @@
-"""Meta-TasNet's enhanced encoder/decoder: exact counts, shapes, a NumPy reference, alignment, statistics, errors."""
+"""Meta-TasNet's enhanced encoder/decoder (exact counts, shapes, a NumPy reference, alignment, statistics, errors) and chapter 02's ablation models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from metalearn_sep.models.enhanced import EnhancedDecoder, EnhancedEncoder, SpectrogramBranch, spectrogram_statistics
+from metalearn_sep.models.enhanced import (
+    ENCODERS,
+    EncoderSeparator,
+    EnhancedDecoder,
+    EnhancedEncoder,
+    PlainDecoder,
+    PlainEncoder,
+    SpectrogramBranch,
+    spectrogram_statistics,
+)
+from metalearn_sep.train import Trainer, load_checkpoint
 
 # (N, kernel, stride, rate): the three stages of the released model, with the original code's
 # trainable-parameter counts (encoder, of which spectrogram branch, decoder).
@@ -307,3 +318,238 @@ def test_bad_decoder_input_and_statistics_raise(stages):
         spectrogram_statistics(decoder, [torch.randn(1, 800)])
     with pytest.raises(ValueError, match="waveform tensor"):
         spectrogram_statistics(branch, ["not audio"])
+
+
+# --- ablations: no spectrogram branch, the plain pair, EncoderSeparator (chapter 02) ----------
+
+TINY = dict(N=16, L=4, stride=4, B=8, H=16, Sc=8, P=3, X=2, R=1, spec_channels=8)
+"""A tiny separator for behavioural tests (frames of 4 samples at 8 kHz)."""
+
+
+def test_dropping_the_spectrogram_equals_a_silent_spectrogram_branch():
+    """spec_channels=0 is the full encoder whose spectrogram branch outputs zeros (its fusion columns dropped)."""
+    torch.manual_seed(2)
+    full = EnhancedEncoder(32, 4, 4, 8000, spec_channels=8)
+    bare = EnhancedEncoder(32, 4, 4, 8000, spec_channels=0)
+    assert bare.spectrogram is None and bare.config["spec_channels"] == 0
+    assert bare.fusion[0].in_channels == 3 * 8
+    assert trainable(bare) == 8 * (4 + 8 + 16) + 24 * 32 + 32 * 32
+    assert (bare.min_length, full.min_length) == (4, 516)  # one stride; 513 rounded up to a multiple of 4
+    with torch.no_grad():
+        for mine, theirs in zip(bare.convs, full.convs):
+            mine.weight.copy_(theirs.weight)
+        bare.fusion[0].weight.copy_(full.fusion[0].weight[:, :24])
+        bare.fusion[2].weight.copy_(full.fusion[2].weight)
+        x = torch.randn(2, 1, 800)
+        different = (bare(x) - full(x)).abs().max()
+        full.spectrogram.mel.weight.zero_()
+        full.spectrogram.mel.bias.zero_()
+        torch.testing.assert_close(bare(x), full(x))
+        assert different > 1e-3  # with a live spectrogram branch the two differ
+        assert bare(torch.randn(1, 1, 40)).shape == (1, 32, 10)  # no n_fft/2 + 1 minimum any more
+    with pytest.raises(ValueError, match="no spectrogram branch"):
+        spectrogram_statistics(bare, [x])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        EnhancedEncoder(32, 4, 4, 8000, spec_channels=-1)
+
+
+def test_plain_pair_with_hidden_width_equals_the_enhanced_pair_with_one_branch():
+    """PlainEncoder(hidden=N/4) is EnhancedEncoder(filters=1, spec_channels=0); PlainDecoder(hidden=N/2) is EnhancedDecoder(filters=1)."""
+    torch.manual_seed(3)
+    N, L, S = 32, 8, 4
+    enhanced_encoder, enhanced_decoder = EnhancedEncoder(N, L, S, 8000, filters=1, spec_channels=0), EnhancedDecoder(N, L, S, filters=1)
+    encoder, decoder = PlainEncoder(N, L, S, hidden=N // 4), PlainDecoder(N, L, S, hidden=N // 2)
+    assert trainable(encoder) == L * N // 4 + N // 4 * N + N * N == trainable(enhanced_encoder)
+    assert trainable(decoder) == N * N // 2 + N // 2 * L == trainable(enhanced_decoder)
+    encoder.load_state_dict({
+        "conv.weight": enhanced_encoder.convs[0].weight, "fusion.1.weight": enhanced_encoder.fusion[0].weight,
+        "fusion.3.weight": enhanced_encoder.fusion[2].weight,
+    })
+    decoder.load_state_dict({"expand.0.weight": enhanced_decoder.expand[0].weight, "conv.weight": enhanced_decoder.convs[0].weight})
+    x = torch.randn(3, 1, 400)
+    with torch.no_grad():
+        z = encoder(x)
+        torch.testing.assert_close(z, enhanced_encoder(x))
+        torch.testing.assert_close(decoder(z), enhanced_decoder(z))
+    assert z.shape == (3, N, 100) and decoder(z).shape == x.shape
+
+
+def test_plain_pair_without_hidden_layer_is_a_filterbank_and_its_adjoint():
+    """hidden=0: N filters of L samples (N L weights each side); with the same weights the decoder is the encoder's adjoint."""
+    torch.manual_seed(4)
+    N, L, S = 16, 12, 4
+    encoder, decoder = PlainEncoder(N, L, S), PlainDecoder(N, L, S)
+    assert trainable(encoder) == trainable(decoder) == N * L
+    assert encoder.conv.padding == (4,) and decoder.conv.padding == (4,)  # (L - S) / 2
+    x = torch.randn(2, 1, 200, dtype=torch.float64)
+    z = torch.randn(2, N, 50, dtype=torch.float64)
+    encoder.double(), decoder.double()
+    with torch.no_grad():
+        decoder.conv.weight.copy_(encoder.conv.weight)
+        np.testing.assert_allclose(
+            encoder(x)[1].numpy(), reference_conv(x[1, 0].numpy(), encoder.conv.weight.numpy(), S, 4), rtol=1e-12, atol=1e-12
+        )
+        lhs = (encoder(x) * z).sum()
+        rhs = (x * decoder(z)).sum()
+    assert decoder(z).shape == x.shape
+    assert abs(lhs.item() - rhs.item()) < 1e-9 * abs(lhs.item())
+    with pytest.raises(ValueError, match="multiple of stride=4"):
+        encoder(torch.randn(1, 1, 201, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\(batch, 16, frames\)"):
+        decoder(torch.randn(2, 8, 50))
+
+
+@pytest.fixture(scope="module")
+def separators(one_thread):
+    torch.manual_seed(5)
+    return {kind: EncoderSeparator(kind, **TINY) for kind in ENCODERS}
+
+
+@pytest.mark.parametrize("kind", ENCODERS)
+@pytest.mark.parametrize("time", [1, 37, 516, 801])
+def test_separator_keeps_any_length(separators, kind, time):
+    model = separators[kind]
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, time)).shape == (2, 4, 1, time)
+    assert model.padded_length(time) % 4 == 0 and model.padded_length(time) >= max(time, model.min_length)
+
+
+@pytest.mark.parametrize("kind", ENCODERS)
+def test_separator_pads_with_zeros_and_crops(kind):
+    """Without normalisation, separating x equals separating x followed by zeros, cropped; with it, the output scales with the input."""
+    torch.manual_seed(6)
+    model = EncoderSeparator(kind, **TINY, normalize=False).eval()
+    x = torch.randn(2, 1, 830)
+    with torch.no_grad():
+        padded = F.pad(x, (0, model.padded_length(830) - 830))
+        torch.testing.assert_close(model(x), model(padded)[..., :830])
+        if kind == "multi+spec":  # the log spectrogram does not scale with the input, so neither does the output
+            assert (model(10 * x) - 10 * model(x)).abs().max() > 1e-3 * model(10 * x).abs().max()
+        normalised = EncoderSeparator(kind, **TINY).eval()
+        normalised.load_state_dict(model.state_dict())
+        torch.testing.assert_close(normalised(10 * x), 10 * normalised(x), rtol=1e-4, atol=1e-6)
+        scale = x.std(dim=-1, keepdim=True, correction=0)
+        torch.testing.assert_close(normalised(x), model(x / scale) * scale.unsqueeze(1), rtol=1e-4, atol=1e-6)
+
+
+def test_separator_parameter_tables_share_the_mask_network():
+    tables = {kind: EncoderSeparator(kind, **TINY).parameter_table() for kind in ENCODERS}
+    mask = {t["mask_network"] for t in tables.values()}
+    assert len(mask) == 1
+    assert tables["plain"]["encoder"] == tables["plain"]["decoder"] == 16 * 4
+    assert tables["multi"]["encoder"] == trainable(EnhancedEncoder(16, 4, 4, 8000, spec_channels=0))
+    assert tables["multi+spec"]["encoder"] == trainable(EnhancedEncoder(16, 4, 4, 8000, spec_channels=8))
+    assert tables["multi"]["decoder"] == tables["multi+spec"]["decoder"] == trainable(EnhancedDecoder(16, 4, 4))
+    for table in tables.values():
+        assert table["total"] == table["encoder"] + table["mask_network"] + table["decoder"]
+
+
+def test_variants_built_after_the_same_seed_share_the_initial_masking_network():
+    reference = EncoderSeparator("multi+spec", **TINY)
+    builds = [
+        lambda: EncoderSeparator("plain", **TINY),
+        lambda: EncoderSeparator("multi+spec", **TINY),
+        lambda: EncoderSeparator.capacity_control(reference),
+    ]
+    states = []
+    for build in builds:
+        torch.manual_seed(9)
+        states.append(build().mask_network.state_dict())
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        for name, tensor in state.items():
+            torch.testing.assert_close(tensor, states[0][name])
+    torch.manual_seed(10)
+    assert not torch.equal(EncoderSeparator("plain", **TINY).mask_network.bottleneck.weight, states[0]["bottleneck.weight"])
+
+
+def test_separator_defaults_are_meta_tasnets_first_stage():
+    model = EncoderSeparator()
+    table = model.parameter_table()
+    assert (table["encoder"], table["decoder"]) == (599_450, 182_600)
+    assert trainable(model.encoder.spectrogram) == 132_610
+    assert model.config["sample_rate"] == 8000 and model.stride == 20 and model.min_length == 520
+
+
+@pytest.mark.parametrize("sizes", [TINY, {}], ids=["tiny", "paper-stage-0"])
+def test_capacity_control_matches_the_parameter_count(sizes):
+    reference = EncoderSeparator("multi+spec", **sizes)
+    control = EncoderSeparator.capacity_control(reference)
+    c = control.config
+    assert c["encoder"] == "plain" and c["hidden"] >= 1
+    assert {k: v for k, v in c.items() if k not in ("encoder", "hidden")} == {
+        k: v for k, v in reference.config.items() if k not in ("encoder", "hidden")
+    }
+    target = reference.parameter_table()["total"]
+    gap = abs(control.parameter_table()["total"] - target)
+    assert gap <= c["L"] + c["N"]  # the count grows by 2 (L + N) per hidden channel
+    for other in (c["hidden"] - 1, c["hidden"] + 1):  # no other width comes closer
+        assert abs(EncoderSeparator(**{**c, "hidden": other}).parameter_table()["total"] - target) >= gap
+    assert control.parameter_table()["mask_network"] == reference.parameter_table()["mask_network"]
+
+
+def test_separator_statistics_see_normalised_mixtures():
+    torch.manual_seed(7)
+    model = EncoderSeparator("multi+spec", **TINY)
+    x = 0.05 * torch.randn(6, 1, 2000)
+    mean, std = model.set_spectrogram_statistics([x[:4], (x[4:], "stems")])
+    unit = x / x.std(dim=-1, keepdim=True, correction=0)
+    want_mean, want_std = spectrogram_statistics(SpectrogramBranch(8000, channels=8), [unit])
+    torch.testing.assert_close(mean, want_mean, rtol=1e-4, atol=1e-3)  # float32 spectra of slightly different inputs
+    torch.testing.assert_close(std, want_std, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(model.encoder.spectrogram.mean, mean)
+    louder, _ = model.set_spectrogram_statistics([30 * x])  # the level does not matter
+    torch.testing.assert_close(louder, mean, rtol=1e-4, atol=1e-3)
+    raw = EncoderSeparator("multi+spec", **TINY, normalize=False)
+    raw_mean, _ = raw.set_spectrogram_statistics([x])
+    assert (raw_mean - mean).abs().min() > 1  # log10 of a power 400 times smaller: about -2.6 in every bin
+    for kind in ("plain", "multi"):
+        with pytest.raises(ValueError, match="no spectrogram branch"):
+            EncoderSeparator(kind, **TINY).set_spectrogram_statistics([x])
+
+
+def test_separator_checkpoints_rebuild_from_config(tmp_path):
+    torch.manual_seed(8)
+    model = EncoderSeparator("multi+spec", **TINY)
+    data = torch.utils.data.TensorDataset(0.1 * torch.randn(4, 1, 800), 0.1 * torch.randn(4, 4, 1, 800))
+    model.set_spectrogram_statistics([data.tensors[0]])
+    Trainer(model, data, batch_size=2, progress=False, device="cpu", checkpoint=tmp_path / "run.pt").fit(2)
+    config = json.loads(json.dumps(model.config))
+    rebuilt = EncoderSeparator(**config)
+    load_checkpoint(tmp_path / "run.pt", rebuilt)
+    x = torch.randn(1, 1, 900)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))
+    torch.testing.assert_close(rebuilt.encoder.spectrogram.std, model.encoder.spectrogram.std)
+    with pytest.raises(ValueError, match="encoder='multi\\+spec' in the checkpoint but 'plain'"):
+        load_checkpoint(tmp_path / "run.pt", EncoderSeparator(**{**config, "encoder": "plain"}))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"encoder": "spec"}, "encoder must be one of 'plain', 'multi', 'multi\\+spec'"),
+        ({"encoder": "multi", "hidden": 8}, "hidden applies to the \"plain\" encoder only"),
+        ({"encoder": "multi+spec", "spec_channels": 0}, "spec_channels must be a positive integer"),
+        ({"encoder": "plain", "hidden": -1}, "hidden must be a non-negative integer"),
+        ({"encoder": "plain", "X": 0}, "X must be a positive integer"),
+        ({"encoder": "plain", "L": 4, "stride": 8}, "at least the stride"),
+    ],
+)
+def test_bad_separator_configuration(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EncoderSeparator(**{**TINY, **kwargs})
+
+
+def test_bad_separator_input(separators):
+    model = separators["multi+spec"]
+    for bad, message in [
+        (torch.randn(2, 800), r"\(batch, 1, time\), got \(2, 800\)"),
+        (torch.randn(1, 2, 800), r"\(batch, 1, time\), got \(1, 2, 800\)"),
+        (torch.zeros(1, 1, 0), "non-empty floating-point"),
+        (torch.ones(1, 1, 800, dtype=torch.int64), "non-empty floating-point"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            model(bad)
+    with pytest.raises(ValueError, match="reference must be an EncoderSeparator"):
+        EncoderSeparator.capacity_control(EnhancedEncoder(16, 4, 4, 8000))

@@ -235,9 +235,13 @@ def test_estimate_returns_the_last_stage_at_the_data_rate():
         both = objective.estimate(model, stereo)
         assert both.shape == (2, 4, 2, 3217)
         torch.testing.assert_close(both[:, :, 1:], objective.estimate(model, stereo[:, 1:]), rtol=1e-4, atol=1e-5)
-        inputs = objective.stage_inputs(model, mono, pad=True)
+        scale = mono.std(-1, keepdim=True)  # each example is normalised by its mixture's std
+        inputs = objective.stage_inputs(model, mono / scale, pad=True)
         last = model(inputs)[-1].estimates
-        torch.testing.assert_close(objective.estimate(model, mono), resample(last, 16000, 32000)[..., :3217])
+        expected = resample(last, 16000, 32000)[..., :3217] * scale.unsqueeze(1)
+        torch.testing.assert_close(objective.estimate(model, mono), expected)
+        # so the estimates follow the input's level exactly: the network always sees unit level
+        torch.testing.assert_close(objective.estimate(model, 5.0 * mono), 5.0 * objective.estimate(model, mono))
 
 
 def test_dissimilarity_and_similarity_train_the_encoder_only():

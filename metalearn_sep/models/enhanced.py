@@ -29,6 +29,13 @@ Tensor shapes: the encoder maps ``(batch, 1, T) -> (batch, N, T')``; the decoder
 ``(batch, N, T') -> (batch, 1, T)`` and also ``(batch, sources, N, T') -> (batch,
 sources, 1, T)``. T must be a multiple of S: the encoder raises ``ValueError``
 otherwise (it never pads silently), so ``decode(encode(x))`` always has x's length.
+
+What each part buys (chapter 02's ablation): ``EnhancedEncoder(spec_channels=0)`` drops the
+spectrogram branch (multi-kernel only); :class:`PlainEncoder` / :class:`PlainDecoder` are
+Conv-TasNet's single filterbank at the same stride S (with ``hidden`` > 0, a per-frame
+two-layer network of chosen width: a plain encoder with the capacity of an enhanced one);
+:class:`EncoderSeparator` puts any of these pairs around Conv-TasNet's
+:class:`~metalearn_sep.models.conv_tasnet.MaskNetwork`, everything else being equal.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import check_rate
+from .conv_tasnet import MaskNetwork
 
 BASE_RATE = 8000
 """The spectrogram's window and hop scale with K = sample_rate / BASE_RATE."""
@@ -48,11 +56,41 @@ BASE_RATE = 8000
 LOG_EPS = 1e-8
 """Added to the power before the logarithm (the original code's constant)."""
 
+LEVEL_EPS = 1e-8
+"""Added to an input's standard deviation before :class:`EncoderSeparator` divides by it (silence stays silence)."""
+
 
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def _non_negative_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+    return int(value)
+
+
+def _round_up(length: int, multiple: int) -> int:
+    return -(-length // multiple) * multiple
+
+
+def _check_input(x: object, stride: int, min_length: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating ``(batch, 1, T)`` tensor, T a multiple of S and at least ``min_length``."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] != 1:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"The encoder expects a mono waveform of shape (batch, 1, time), got {got}.")
+    if not x.is_floating_point():
+        raise ValueError(f"The encoder expects a floating-point waveform, got {x.dtype}.")
+    length = x.shape[-1]
+    if length % stride:
+        raise ValueError(
+            f"The input length must be a multiple of stride={stride} samples, got {length}; "
+            f"pad it to {_round_up(length, stride)}."
+        )
+    if length < min_length:
+        raise ValueError(f"The input must have at least {min_length} samples, got {length}.")
 
 
 def _check_width(N: object, filters: object) -> tuple[int, int]:
@@ -188,10 +226,13 @@ class EnhancedEncoder(nn.Module):
         stride: S, the hop of every branch (T' = T / S frames).
         sample_rate: Hz, a multiple of 8000; sets the spectrogram's n_fft = 1024 K and hop 256 K.
         filters: number of parallel conv branches (3 in the paper), N/4 channels each.
-        spec_channels: output channels of the spectrogram branch (the code's ``num_mels``, 256).
+        spec_channels: output channels of the spectrogram branch (the code's ``num_mels``, 256);
+            0 builds no spectrogram branch (``self.spectrogram`` is None): the multi-kernel
+            encoder alone, for ablations.
 
     Shapes: ``(batch, 1, T) -> (batch, N, T')`` with T a multiple of S and at least
-    n_fft/2 + 1 samples; anything else raises ``ValueError`` (the caller pads).
+    :attr:`min_length` samples (n_fft/2 + 1 with the spectrogram branch, rounded up to a
+    multiple of S); anything else raises ``ValueError`` (the caller pads).
 
     Branches:
 
@@ -200,7 +241,7 @@ class EnhancedEncoder(nn.Module):
       describe the same instants at three time/frequency resolutions. Concatenated
       (``filters`` N/4 channels, branch after branch) and passed through ReLU.
     * ``spectrogram``: a :class:`SpectrogramBranch` with ``spec_channels`` outputs,
-      interpolated to T' frames.
+      interpolated to T' frames (None when ``spec_channels`` is 0).
     * ``fusion``: 1x1 conv (no bias) ``filters N/4 + spec_channels -> N``, ReLU, 1x1 conv
       (no bias) N -> N. No final nonlinearity: the latent may be negative.
 
@@ -211,9 +252,15 @@ class EnhancedEncoder(nn.Module):
         super().__init__()
         N, filters = _check_width(N, filters)
         kernel_size, stride, kernels = _kernel_sizes(kernel_size, stride, filters)
-        self.spectrogram = SpectrogramBranch(sample_rate, spec_channels)
+        spec_channels = _non_negative_int(spec_channels, "spec_channels")
+        if spec_channels:
+            self.spectrogram = SpectrogramBranch(sample_rate, spec_channels)
+            sample_rate = self.spectrogram.config["sample_rate"]
+        else:
+            self.spectrogram = None
+            sample_rate = check_rate(sample_rate)
         self.config = {
-            "N": N, "kernel_size": kernel_size, "stride": stride, "sample_rate": self.spectrogram.config["sample_rate"],
+            "N": N, "kernel_size": kernel_size, "stride": stride, "sample_rate": sample_rate,
             "filters": filters, "spec_channels": spec_channels,
         }
         self.N, self.stride = N, stride
@@ -226,26 +273,24 @@ class EnhancedEncoder(nn.Module):
             nn.Conv1d(N, N, kernel_size=1, bias=False),
         )
 
+    @property
+    def min_length(self) -> int:
+        """The shortest input (samples) the encoder accepts: one stride, or the spectrogram's n_fft/2 + 1 rounded up to S."""
+        if self.spectrogram is None:
+            return self.stride
+        return _round_up(self.spectrogram.min_length, self.stride)
+
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a floating ``(batch, 1, T)`` tensor with T a multiple of S (and long enough)."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] != 1:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"The encoder expects a mono waveform of shape (batch, 1, time), got {got}.")
-        if not x.is_floating_point():
-            raise ValueError(f"The encoder expects a floating-point waveform, got {x.dtype}.")
-        length = x.shape[-1]
-        if length % self.stride:
-            raise ValueError(
-                f"The input length must be a multiple of stride={self.stride} samples, got {length}; "
-                f"pad it to {length + self.stride - length % self.stride}."
-            )
-        if length < self.spectrogram.min_length:
-            raise ValueError(f"The input must have at least {self.spectrogram.min_length} samples, got {length}.")
+        minimum = self.stride if self.spectrogram is None else self.spectrogram.min_length
+        _check_input(x, self.stride, minimum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, T) -> (batch, N, T / S)``."""
         self.check_input(x)
         learned = torch.relu(torch.cat([conv(x) for conv in self.convs], dim=1))  # (batch, filters N/4, T')
+        if self.spectrogram is None:
+            return self.fusion(learned)
         spec = self.spectrogram(x, learned.shape[-1])  # (batch, spec_channels, T')
         return self.fusion(torch.cat([learned, spec], dim=1))
 
@@ -333,6 +378,8 @@ def spectrogram_statistics(
         ``(mean, std)``, each ``(F,)`` float32, also written with ``set_statistics``.
     """
     branch = module.spectrogram if isinstance(module, EnhancedEncoder) else module
+    if isinstance(module, EnhancedEncoder) and branch is None:
+        raise ValueError("This EnhancedEncoder has no spectrogram branch (spec_channels=0), so it needs no statistics.")
     if not isinstance(branch, SpectrogramBranch):
         raise ValueError(f"module must be an EnhancedEncoder or a SpectrogramBranch, got {type(module).__name__}.")
     max_examples = _positive_int(max_examples, "max_examples")
@@ -359,3 +406,256 @@ def spectrogram_statistics(
     mean, std = mean.to(dtype), std.to(dtype)
     branch.set_statistics(mean, std)
     return mean, std
+
+
+class PlainEncoder(nn.Module):
+    """Conv-TasNet's encoder at Meta-TasNet's stride: one learned filterbank of L samples, hop S.
+
+    ``hidden=0`` (the plain baseline): Conv1d(1 -> N, kernel L, stride S, padding (L - S)/2, no
+    bias), linear, as in :class:`~metalearn_sep.models.conv_tasnet.Encoder` but with the
+    enhanced encoder's frame alignment (frame t centred on sample t S + S/2).
+
+    ``hidden > 0`` (a capacity control): Conv1d(1 -> hidden, same kernel, stride and padding),
+    ReLU, 1x1 conv hidden -> N, ReLU, 1x1 conv N -> N (no biases), the enhanced encoder's
+    layout with a single L-sample branch and no spectrogram: as deep as the enhanced
+    encoder and, with a suitable ``hidden``, as large, but it sees only L samples per frame.
+
+    Shapes: ``(batch, 1, T) -> (batch, N, T / S)`` with T a multiple of S (else ``ValueError``).
+    ``self.config`` holds the constructor arguments.
+    """
+
+    def __init__(self, N: int, kernel_size: int, stride: int, hidden: int = 0) -> None:
+        super().__init__()
+        N = _positive_int(N, "N")
+        kernel_size, stride, _ = _kernel_sizes(kernel_size, stride, 1)
+        hidden = _non_negative_int(hidden, "hidden")
+        self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "hidden": hidden}
+        self.N, self.stride = N, stride
+        padding = (kernel_size - stride) // 2
+        self.conv = nn.Conv1d(1, hidden or N, kernel_size, stride=stride, padding=padding, bias=False)
+        self.fusion = None
+        if hidden:
+            self.fusion = nn.Sequential(
+                nn.ReLU(),
+                nn.Conv1d(hidden, N, kernel_size=1, bias=False),
+                nn.ReLU(),
+                nn.Conv1d(N, N, kernel_size=1, bias=False),
+            )
+
+    @property
+    def min_length(self) -> int:
+        """The shortest input (samples): one stride."""
+        return self.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 1, T) -> (batch, N, T / S)``."""
+        _check_input(x, self.stride, self.stride)
+        z = self.conv(x)
+        return z if self.fusion is None else self.fusion(z)
+
+
+class PlainDecoder(nn.Module):
+    """The synthesis filterbank matching :class:`PlainEncoder`.
+
+    ``hidden=0``: ConvTranspose1d(N -> 1, kernel L, stride S, padding (L - S)/2, no bias).
+    ``hidden > 0``: ConvTranspose1d(N -> hidden, kernel 1, no bias), ReLU, then
+    ConvTranspose1d(hidden -> 1, kernel L, stride S, padding (L - S)/2, no bias), like
+    :class:`EnhancedDecoder` with a single kernel length.
+
+    Shapes: ``(batch, N, T') -> (batch, 1, T' S)``. ``self.config`` holds the constructor arguments.
+    """
+
+    def __init__(self, N: int, kernel_size: int, stride: int, hidden: int = 0) -> None:
+        super().__init__()
+        N = _positive_int(N, "N")
+        kernel_size, stride, _ = _kernel_sizes(kernel_size, stride, 1)
+        hidden = _non_negative_int(hidden, "hidden")
+        self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "hidden": hidden}
+        self.N = N
+        self.expand = None
+        if hidden:
+            self.expand = nn.Sequential(nn.ConvTranspose1d(N, hidden, kernel_size=1, bias=False), nn.ReLU())
+        padding = (kernel_size - stride) // 2
+        self.conv = nn.ConvTranspose1d(hidden or N, 1, kernel_size, stride=stride, padding=padding, bias=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(batch, N, T') -> (batch, 1, T' S)``."""
+        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[1] != self.N:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"The decoder expects a latent of shape (batch, {self.N}, frames), got {got}.")
+        return self.conv(z if self.expand is None else self.expand(z))
+
+
+ENCODERS = ("plain", "multi", "multi+spec")
+"""The encoder/decoder pairs :class:`EncoderSeparator` can use."""
+
+
+class EncoderSeparator(nn.Module):
+    """Conv-TasNet's masking network between a swappable encoder/decoder pair (chapter 02's ablation).
+
+    ``(batch, 1, T) -> (batch, sources, 1, T)``: encoder ``(batch, N, T')``, then
+    :class:`~metalearn_sep.models.conv_tasnet.MaskNetwork` masks ``(batch, sources, N, T')``,
+    mask times latent, then the decoder, one waveform per source. Every pair works at the
+    same stride S, so all variants share the latent shape and the masking network exactly:
+
+    * ``"plain"``: :class:`PlainEncoder` / :class:`PlainDecoder` (Conv-TasNet's single
+      filterbank of L samples); with ``hidden`` > 0, their two-layer version, the capacity
+      control (see :meth:`capacity_control`).
+    * ``"multi"``: ``EnhancedEncoder(spec_channels=0)`` / :class:`EnhancedDecoder`: kernels
+      L, 2L, ..., fused by the two 1x1 convs, no spectrogram.
+    * ``"multi+spec"``: the full :class:`EnhancedEncoder` / :class:`EnhancedDecoder`. Set the
+      spectrogram statistics from training mixtures (:meth:`set_spectrogram_statistics`)
+      before training.
+
+    The input is padded with zeros at the end to a multiple of S (and to :attr:`min_length`)
+    and the output cropped back, so any length works. With ``normalize`` (the default) each
+    example is divided by its standard deviation before the encoder and the estimates are
+    multiplied by it again, so the model sees unit-level input whatever the mixture's level,
+    as the original code trains (each track divided by its mixture's std) and separates (each
+    input divided by its std). It matters for the enhanced encoder: a gain g scales its conv
+    branches' outputs by g but only shifts its log spectrogram by 2 log10 g, so at another
+    level the fusion would receive the two in other proportions.
+
+    Args:
+        encoder: one of :data:`ENCODERS`.
+        num_sources: masks (4: drums, bass, other, vocals).
+        N: latent channels; L: base kernel; stride: S (hop of every filterbank); sample_rate: Hz.
+        B, H, Sc, P, X, R: the masking network's sizes (:class:`~metalearn_sep.models.conv_tasnet.MaskNetwork`).
+        norm: the masking network's normalisation ("gLN", "cLN" or "GN<g>").
+        mask: "softmax" (across sources, as Meta-TasNet), "sigmoid" or "relu".
+        filters, spec_channels: the enhanced pair's branches and spectrogram channels (not used by "plain").
+        hidden: the plain pair's hidden width (``"plain"`` only; 0 is Conv-TasNet's linear encoder).
+        normalize: divide each input by its standard deviation, and multiply the estimates by it.
+
+    The defaults are Meta-TasNet's first stage (N=440, L=S=20 at 8 kHz, B=H=Sc=160, P=3,
+    X=6, R=3, 256 spectrogram channels). ``self.config`` holds the constructor arguments
+    (JSON-serialisable), so ``EncoderSeparator(**model.config)`` rebuilds the architecture
+    and :class:`~metalearn_sep.train.Trainer` checkpoints check it.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "multi+spec",
+        num_sources: int = 4,
+        N: int = 440,
+        L: int = 20,
+        stride: int = 20,
+        sample_rate: int = 8000,
+        B: int = 160,
+        H: int = 160,
+        Sc: int = 160,
+        P: int = 3,
+        X: int = 6,
+        R: int = 3,
+        norm: str = "gLN",
+        mask: str = "softmax",
+        filters: int = 3,
+        spec_channels: int = 256,
+        hidden: int = 0,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(map(repr, ENCODERS))}, got {encoder!r}.")
+        sizes = {"num_sources": num_sources, "N": N, "L": L, "stride": stride, "B": B, "H": H, "Sc": Sc, "P": P, "X": X, "R": R}
+        sizes = {name: _positive_int(value, name) for name, value in sizes.items()}
+        hidden = _non_negative_int(hidden, "hidden")
+        if hidden and encoder != "plain":
+            raise ValueError(f'hidden applies to the "plain" encoder only, got hidden={hidden} with encoder={encoder!r}.')
+        self.config = {
+            "encoder": encoder, **sizes, "sample_rate": check_rate(sample_rate),
+            "norm": norm, "mask": mask, "filters": filters, "spec_channels": spec_channels, "hidden": hidden,
+            "normalize": bool(normalize),
+        }
+        N, L, stride = sizes["N"], sizes["L"], sizes["stride"]
+        # The masking network is built first, so that after the same torch.manual_seed every
+        # variant starts from the same masking network: the comparison is paired.
+        self.mask_network = MaskNetwork(
+            N, sizes["B"], sizes["H"], sizes["Sc"], sizes["P"], sizes["X"], sizes["R"], sizes["num_sources"], norm=norm, mask=mask,
+        )
+        if encoder == "plain":
+            self.encoder = PlainEncoder(N, L, stride, hidden)
+            self.decoder = PlainDecoder(N, L, stride, hidden)
+        else:
+            channels = _positive_int(spec_channels, "spec_channels") if encoder == "multi+spec" else 0
+            self.encoder = EnhancedEncoder(N, L, stride, sample_rate, filters=filters, spec_channels=channels)
+            self.decoder = EnhancedDecoder(N, L, stride, filters=filters)
+        self.num_sources, self.stride, self.sample_rate = sizes["num_sources"], self.encoder.stride, self.config["sample_rate"]
+        self.normalize = bool(normalize)
+
+    @property
+    def min_length(self) -> int:
+        """The shortest input the encoder accepts unpadded (shorter inputs are padded to it)."""
+        return self.encoder.min_length
+
+    def padded_length(self, time: int) -> int:
+        """The length a ``time``-sample input is zero-padded to: a multiple of S, at least :attr:`min_length`."""
+        return max(_round_up(time, self.stride), self.min_length)
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        """Separate ``mixture`` ``(batch, 1, time)`` into ``(batch, sources, 1, time)``."""
+        if not isinstance(mixture, torch.Tensor) or mixture.dim() != 3 or mixture.shape[1] != 1:
+            got = tuple(mixture.shape) if isinstance(mixture, torch.Tensor) else type(mixture).__name__
+            raise ValueError(f"EncoderSeparator expects a mono waveform of shape (batch, 1, time), got {got}.")
+        if mixture.shape[-1] == 0 or not mixture.is_floating_point():
+            raise ValueError(
+                f"EncoderSeparator expects a non-empty floating-point waveform, got shape {tuple(mixture.shape)} of {mixture.dtype}."
+            )
+        batch, _, time = mixture.shape
+        scale = mixture.std(dim=-1, keepdim=True, correction=0) + LEVEL_EPS if self.normalize else None  # (batch, 1, 1)
+        x = mixture if scale is None else mixture / scale
+        latent = self.encoder(F.pad(x, (0, self.padded_length(time) - time)))  # (batch, N, T')
+        masked = self.mask_network(latent) * latent.unsqueeze(1)  # (batch, sources, N, T')
+        estimates = self.decoder(masked.flatten(0, 1)).view(batch, self.num_sources, 1, -1)[..., :time]
+        return estimates if scale is None else estimates * scale.unsqueeze(1)
+
+    def set_spectrogram_statistics(self, mixtures: Iterable[object], max_examples: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`spectrogram_statistics` of ``mixtures`` as the encoder sees them (each row divided by its std with ``normalize``).
+
+        ``mixtures``: items ``(..., T)`` (e.g. ``(batch, 1, T)``) or ``(mixture, stems)`` tuples.
+        Returns ``(mean, std)`` per STFT bin; ``ValueError`` for a variant without a spectrogram.
+        """
+        if getattr(self.encoder, "spectrogram", None) is None:
+            raise ValueError(f'The {self.config["encoder"]!r} encoder has no spectrogram branch, so it needs no statistics.')
+
+        def rows() -> Iterable[torch.Tensor]:
+            for item in mixtures:
+                x = _waveform_rows(item)
+                yield x / (x.std(dim=-1, keepdim=True, correction=0) + LEVEL_EPS) if self.normalize else x
+
+        return spectrogram_statistics(self.encoder, rows(), max_examples)
+
+    def parameter_table(self) -> dict[str, int]:
+        """Trainable parameters of ``encoder``, ``mask_network``, ``decoder`` and their ``total``."""
+        table = {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("encoder", "mask_network", "decoder")}
+        table["total"] = sum(table.values())
+        return table
+
+    @classmethod
+    def capacity_control(cls, reference: EncoderSeparator) -> EncoderSeparator:
+        """A ``"plain"`` separator as large as ``reference``: same settings, ``hidden`` chosen to match its parameter count.
+
+        The plain pair's parameters grow linearly with ``hidden`` (``2 hidden (L + N) + N^2``);
+        the ``hidden`` >= 1 whose total is closest to the reference's is used, so the two differ
+        by at most ``L + N`` parameters (when the reference is not smaller than hidden = 1 allows).
+        The control then has the reference's latent, masking network, depth and size, but sees
+        only L samples per frame: what it gains over ``"plain"`` is capacity, not input.
+
+        Counting draws nothing from the global random generator, so after the same
+        ``torch.manual_seed`` the control starts from the same masking network as any
+        ``EncoderSeparator(...)`` built in its place.
+        """
+        if not isinstance(reference, EncoderSeparator):
+            raise ValueError(f"reference must be an EncoderSeparator, got {type(reference).__name__}.")
+        c = reference.config
+
+        def pair(hidden: int) -> int:
+            modules = (PlainEncoder(c["N"], c["L"], c["stride"], hidden), PlainDecoder(c["N"], c["L"], c["stride"], hidden))
+            return sum(p.numel() for m in modules for p in m.parameters())
+
+        table = reference.parameter_table()
+        target = table["encoder"] + table["decoder"]
+        with torch.random.fork_rng(devices=[]):  # the counting modules' random weights leave the generator as it was
+            first, slope = pair(1), pair(2) - pair(1)
+        hidden = max(1, round((target - first) / slope) + 1)
+        return cls(**{**c, "encoder": "plain", "hidden": hidden})
