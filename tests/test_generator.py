@@ -12,6 +12,7 @@ from metalearn_sep.models.generator import (
     IndependentConv1d,
     IndependentGroupNorm,
     InstrumentEmbedding,
+    SharedConv1d,
     generated_weights,
     to_independent,
 )
@@ -184,3 +185,61 @@ def test_generated_masker_backpropagates_into_the_embedding_and_every_generator(
     assert embedding.grad is not None and embedding.grad.abs().sum() > 0
     missing = {n.split(".generator")[0] for n, p in masker.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0}
     assert missing == {"blocks.3.residual"}  # the last block's residual feeds nothing (kept, as in the original)
+
+
+@pytest.mark.parametrize(("options", "kernel"), [({}, 1), ({"dilation": 2, "padding": 2, "bias": True}, 3), ({"groups": 8}, 3)])
+def test_shared_conv_applies_one_kernel_to_every_instrument(options, kernel):
+    conv = SharedConv1d(8, 16, kernel, **options)
+    assert sum(p.numel() for p in conv.parameters()) == 16 * (8 // conv.groups) * kernel + (16 if options.get("bias") else 0)
+    x = torch.randn(2, 3, 8, 30)
+    weight, bias = conv.materialize(None)
+    assert weight.shape == (1, 16, 8 // conv.groups, kernel)
+    layout = dict(padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+    expected = torch.stack([F.conv1d(x[:, i], weight[0], None if bias is None else bias[0], **layout) for i in range(3)], dim=1)
+    torch.testing.assert_close(conv(x, torch.randn(3, E1)), expected, atol=1e-5, rtol=1e-5)
+    copies = IndependentConv1d(8, 16, kernel, instruments=3, **options)  # the same kernel stored three times
+    with torch.no_grad():
+        copies.weight.copy_(weight.repeat(3, 1, 1, 1).flatten(0, 1))
+        if bias is not None:
+            copies.bias.copy_(bias.repeat(3, 1).flatten())
+        torch.testing.assert_close(copies(x, None), conv(x, None), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"\(batch, 3, 8, time\), got \(2, 3, 9, 30\)"):
+        conv(torch.randn(2, 3, 9, 30))
+    with pytest.raises(ValueError, match="shape \\(batch, instruments, channels, time\\)"):
+        conv(torch.randn(2, 8, 30))
+
+
+@pytest.mark.parametrize("generated", [True, False])
+def test_film_masker_shares_every_conv_and_keeps_per_instrument_norms(generated):
+    film = MaskingTCN(24, 16, B=16, H=24, X=2, R=2, E1=E1, E2=E2, generated=generated, film=True)
+    full = _tiny_masker(generated)
+    assert film.film and not full.film and film.generated == generated
+    convs = [m for m in film.modules() if isinstance(m, IndependentConv1d)]
+    assert len(convs) == 2 + 4 * 4 and all(isinstance(m, SharedConv1d) and m.instruments == 1 for m in convs)
+    norms = [m for m in film.modules() if isinstance(m, (GeneratedGroupNorm, IndependentGroupNorm))]
+    assert len(norms) == 4 + 2 * 4 and all(isinstance(m, GeneratedGroupNorm) == generated for m in norms)
+    conv_weights = sum(p.numel() for m in convs for p in m.parameters())
+    full_conv_weights = sum(p.numel() for n, p in full.named_parameters() if "norm" not in n and "prelu" not in n)
+    if not generated:
+        assert 4 * conv_weights == full_conv_weights  # the independent masker stores each conv 4 times
+    masks = film(torch.randn(2, 24, 30), torch.randn(4, E1) if generated else None)
+    assert masks.shape == (2, 4, 16, 30)
+    torch.testing.assert_close(masks.sum(1), torch.ones(2, 16, 30))
+
+
+def test_film_masker_differs_between_instruments_only_through_its_norms():
+    film = MaskingTCN(24, 16, B=16, H=24, X=2, R=2, E1=E1, E2=E2, film=True)
+    embedding = torch.randn(4, E1)
+    latent = torch.randn(2, 24, 40)
+    with torch.no_grad():
+        twin = to_independent(film, embedding)  # the norms become tables, the convs stay shared
+        assert twin.film and not twin.generated
+        difference = (film(latent, embedding) - twin(latent)).abs().max().item()
+        assert difference <= 1e-5
+        norms = [n for n, m in film.named_modules() if isinstance(m, GeneratedGroupNorm)]
+        assert set(generated_weights(film, embedding)) == {f"{n}.{p}" for n in norms for p in ("weight", "bias")}
+        same = film(latent, embedding[[0, 0, 0, 0]])  # identical rows: identical extractors, equal masks
+        torch.testing.assert_close(same, torch.full_like(same, 0.25))
+    masks = film(latent, embedding.requires_grad_())
+    (masks * torch.randn_like(masks)).sum().backward()
+    assert embedding.grad.abs().sum() > 0 and film.input_conv.weight.grad.abs().sum() > 0

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from metalearn_sep.models.generator import IndependentConv1d, to_independent
+from metalearn_sep.models.generator import GeneratedGroupNorm, IndependentConv1d, SharedConv1d, to_independent
 from metalearn_sep.models.meta_tasnet import MaskingTCN, MetaTasNet, Stage, StageOutput
 
 TINY = dict(N=40, L=20, stride=20, B=16, H=16, X=2, R=1, P=3, spec_channels=16)
@@ -55,7 +55,7 @@ def test_three_stage_parameter_counts_equal_the_original_code():
 
 def test_config_is_json_and_rebuilds_the_model(tiny):
     config = json.loads(json.dumps(tiny.config))
-    assert config == {**TINY, "stages": 3, "E1": 8, "E2": 5, "filters": 3, "base_rate": 8000, "generated": True}
+    assert config == {**TINY, "stages": 3, "E1": 8, "E2": 5, "filters": 3, "base_rate": 8000, "generated": True, "film": False}
     assert trainable(MetaTasNet(**config)) == trainable(tiny)
 
 
@@ -183,3 +183,34 @@ def test_masker_checks_its_latent():
         masker(torch.randn(2, 3, 24, 30), embedding)
     with pytest.raises(ValueError, match="depthwise kernel P must be odd"):
         MaskingTCN(24, 16, P=2)
+
+
+@pytest.mark.parametrize(("generated", "masker", "stage"), [(True, 1_617_200, 2_399_282), (False, 1_587_560, 2_369_610)])
+def test_film_stage_parameter_counts(generated, masker, stage):
+    model = MetaTasNet(stages=1, generated=generated, film=True)
+    shared_convs = 440 * 160 + 18 * (3 * 160 * 160 + 160 * 3) + 160 * 440  # one copy, no instrument axis
+    norm_channels = 440 + 160 + 18 * 2 * 160 + 160 + 440  # 40 GroupNorms
+    per_instrument = (40 * (8 * 5 + 5) + (5 + 1) * 2 * norm_channels) if generated else 4 * 2 * norm_channels
+    assert trainable(model.stages[0].masker) == masker == shared_convs + per_instrument + 40
+    assert trainable(model) == stage
+    assert (model.stages[0].embedding is None) != generated
+    assert model.config["film"] is True and trainable(MetaTasNet(**model.config)) == stage
+
+
+def test_film_model_runs_any_embedding_and_rebuilds_from_its_config():
+    model = MetaTasNet(stages=2, film=True, **TINY)
+    stage = model.stages[0]
+    assert stage.masker.film and stage.masker.generated
+    assert all(isinstance(m, SharedConv1d) for m in stage.masker.modules() if isinstance(m, IndependentConv1d))
+    assert sum(isinstance(m, GeneratedGroupNorm) for m in stage.masker.modules()) == 4 + 2 * 2
+    outputs = model(mixtures(model))
+    assert [o.estimates.shape for o in outputs] == [(2, 4, 1, T0), (2, 4, 1, 2 * T0)]
+    x = mixtures(model)[0]
+    with torch.no_grad():
+        rows = stage.embedding().clone()
+        rows[1] = stage.embedding.interpolate(1, 0, 0.5)[0]
+        halfway = stage(x, embedding=rows)
+        torch.testing.assert_close(halfway.masks.sum(dim=1), torch.ones_like(halfway.masks[:, 0]))
+        assert not torch.allclose(halfway.masks[:, 1], stage(x).masks[:, 1])
+        assert stage(x, embedding=rows[:3]).estimates.shape == (2, 3, 1, T0)
+    assert trainable(MetaTasNet(**json.loads(json.dumps(model.config)))) == trainable(model)

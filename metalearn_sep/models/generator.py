@@ -27,6 +27,13 @@ K >= 1) can be passed. The independent counterparts (:class:`IndependentConv1d`,
 :class:`IndependentGroupNorm`, the paper's baseline) keep K ordinary weight sets, accept the
 same arguments and ignore the embedding.
 
+FiLM (Perez et al. 2018; in source separation, Meseguer-Brocal & Peeters's Conditioned-U-Net,
+ISMIR 2019) is the light alternative: every convolution is shared by the instruments
+(:class:`SharedConv1d`, one ordinary weight set) and only the GroupNorm affines, a
+per-channel scale gamma and shift beta applied after each normalisation, are per
+instrument, generated from the embedding or stored in a table. ``InstrumentLayers(film=True)``
+builds it.
+
 Inspection: :meth:`GeneratedConv1d.materialize` / :meth:`GeneratedGroupNorm.materialize`
 give the concrete per-instrument weights, :func:`generated_weights` collects them for a
 whole network, and :func:`to_independent` turns a generated network into an independent one
@@ -292,6 +299,45 @@ class IndependentConv1d(InstrumentConv1d):
         return weight, bias
 
 
+class SharedConv1d(IndependentConv1d):
+    """One ordinary kernel applied to every instrument's features (FiLM's shared convolutions).
+
+    An :class:`IndependentConv1d` with a single weight set (``weight`` ``(C_out, C_in / groups,
+    kernel)``, nn.Conv1d's initialisation, optional ``bias`` ``(C_out,)``) that any number of
+    instruments share: the K instruments are folded into the batch, so the forward pass is one
+    plain convolution. The embedding argument is ignored.
+
+    Shapes: features ``(batch, K, C_in, T)`` for any K >= 1 -> ``(batch, K, C_out, T_out)``;
+    :meth:`materialize` gives the one weight set as ``(1, C_out, C_in / groups, kernel)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        *,
+        dilation: int = 1,
+        padding: int = 0,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, instruments=1, dilation=dilation, padding=padding, groups=groups, bias=bias
+        )
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, K, C_in, T)`` -> ``(batch, K, C_out, T_out)``, the same kernel for every instrument."""
+        instruments = x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 4 else 0
+        _check_features(x, instruments, self.in_channels, type(self).__name__)
+        batch = x.shape[0]
+        y = F.conv1d(
+            x.reshape(batch * instruments, self.in_channels, x.shape[-1]), self.weight, self.bias,
+            padding=self.padding, dilation=self.dilation, groups=self.groups,
+        )
+        return y.view(batch, instruments, self.out_channels, y.shape[-1])
+
+
 class IndependentGroupNorm(InstrumentGroupNorm):
     """The baseline: GroupNorm with K separate affines (``weight``, ``bias``: ``(K * C,)``, init 1 and 0)."""
 
@@ -308,22 +354,31 @@ class IndependentGroupNorm(InstrumentGroupNorm):
 
 @dataclass(frozen=True)
 class InstrumentLayers:
-    """Builds either generated or independent layers, so a network is written once for both.
+    """Builds generated, independent or FiLM layers, so a network is written once for all of them.
+
+    ``generated`` says where per-instrument parameters come from (the embedding through a
+    generator, or a table of K copies); ``film`` says which layers have them: every conv and
+    GroupNorm affine (False), or only the GroupNorm affines, the convs being shared (True).
 
     Attributes:
         generated: True for the hypernetwork layers, False for the independent baseline.
         E1: instrument embedding size.
         E2: generator bottleneck size.
         instruments: K, the number of weight copies of independent layers.
+        film: share every conv between the instruments (:class:`SharedConv1d`); only the
+            GroupNorm scales and shifts stay per instrument (FiLM conditioning).
     """
 
     generated: bool = True
     E1: int = 8
     E2: int = 5
     instruments: int = INSTRUMENTS
+    film: bool = False
 
     def conv1d(self, in_channels: int, out_channels: int, kernel_size: int = 1, **options: int | bool) -> InstrumentConv1d:
-        """A per-instrument conv; ``options``: dilation, padding, groups, bias."""
+        """A per-instrument conv (a shared one with ``film``); ``options``: dilation, padding, groups, bias."""
+        if self.film:
+            return SharedConv1d(in_channels, out_channels, kernel_size, **options)
         if self.generated:
             return GeneratedConv1d(in_channels, out_channels, kernel_size, E1=self.E1, E2=self.E2, **options)
         return IndependentConv1d(in_channels, out_channels, kernel_size, instruments=self.instruments, **options)
@@ -366,6 +421,7 @@ def to_independent(module: nn.Module, embedding: torch.Tensor) -> nn.Module:
     copies, loaded with the weights generated for ``embedding`` ``(K, E1)``; everything else
     (PReLUs, ...) is copied. The copy computes the same outputs as ``module`` with that
     embedding: the generator is only a way of producing weights. ``module`` is unchanged.
+    Shared (FiLM) convolutions stay shared.
     """
     K = check_embedding(embedding, _embedding_size(module))
     converted = copy.deepcopy(module)

@@ -25,9 +25,10 @@ from torch import nn
 from metalearn_sep.models.enhanced import EnhancedDecoder, EnhancedEncoder
 from metalearn_sep.models.generator import (
     INSTRUMENTS,
-    GeneratedConv1d,
+    GeneratedGroupNorm,
     InstrumentEmbedding,
     InstrumentLayers,
+    SharedConv1d,
     check_embedding,
 )
 
@@ -72,6 +73,9 @@ class MaskingTCN(nn.Module):
     With ``generated=True`` every conv and GroupNorm affine is generated from the instrument
     embedding (:mod:`metalearn_sep.models.generator`) and any K >= 1 works; with
     ``generated=False`` they are independent layers holding ``instruments`` weight sets.
+    With ``film=True`` every conv is shared by the instruments and only the GroupNorm affines
+    (a per-channel scale gamma and shift beta after each normalisation: FiLM conditioning)
+    are per instrument, generated or independent as ``generated`` says.
 
     Args:
         in_channels: C_in, N at the first stage, N + N_previous later.
@@ -80,6 +84,7 @@ class MaskingTCN(nn.Module):
         E1, E2: embedding size and generator bottleneck (generated mode).
         generated: hypernetwork (True) or independent baseline (False).
         instruments: K of the independent layers.
+        film: shared convs, per-instrument GroupNorm affines only (FiLM).
 
     Shapes: latent ``(batch, C_in, T')`` (shared by all instruments) or ``(batch, K, C_in, T')``
     and embedding ``(K, E1)`` (ignored, may be None, when independent) -> masks
@@ -99,11 +104,12 @@ class MaskingTCN(nn.Module):
         E2: int = 5,
         generated: bool = True,
         instruments: int = INSTRUMENTS,
+        film: bool = False,
     ) -> None:
         super().__init__()
         if P % 2 == 0:
             raise ValueError(f"The depthwise kernel P must be odd to keep the frame count, got P={P}.")
-        layers = InstrumentLayers(generated, E1, E2, instruments)
+        layers = InstrumentLayers(generated, E1, E2, instruments, film=film)
         self.in_channels, self.N, self.E1 = in_channels, N, E1
         self.input_prelu = nn.PReLU()
         self.input_norm = layers.group_norm(in_channels)
@@ -120,13 +126,18 @@ class MaskingTCN(nn.Module):
     @property
     def generated(self) -> bool:
         """Whether the layers are generated (False after :func:`~metalearn_sep.models.generator.to_independent`)."""
-        return isinstance(self.input_conv, GeneratedConv1d)
+        return isinstance(self.input_norm, GeneratedGroupNorm)
+
+    @property
+    def film(self) -> bool:
+        """Whether the convs are shared by the instruments (FiLM conditioning)."""
+        return isinstance(self.input_conv, SharedConv1d)
 
     def count_instruments(self, embedding: torch.Tensor | None) -> int:
         """K: the embedding's rows when generated, else the independent layers' copies."""
         if self.generated:
             return check_embedding(embedding, self.E1)
-        return self.input_conv.instruments
+        return self.input_norm.instruments
 
     def forward(self, latent: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         K = self.count_instruments(embedding)
@@ -180,6 +191,7 @@ class Stage(nn.Module):
         filters, spec_channels: encoder/decoder branches and spectrogram channels.
         generated: generated masking network (with an ``embedding`` table ``(4, E1)``) or
             independent one (``embedding`` is None).
+        film: FiLM-conditioned masking network (shared convs, per-instrument GroupNorm affines).
     """
 
     def __init__(
@@ -199,11 +211,12 @@ class Stage(nn.Module):
         filters: int = 3,
         spec_channels: int = 256,
         generated: bool = True,
+        film: bool = False,
     ) -> None:
         super().__init__()
         self.N, self.stride, self.sample_rate, self.previous_channels = N, stride, sample_rate, previous_channels
         self.encoder = EnhancedEncoder(N, L, stride, sample_rate, filters=filters, spec_channels=spec_channels)
-        self.masker = MaskingTCN(N + previous_channels, N, B=B, H=H, X=X, R=R, P=P, E1=E1, E2=E2, generated=generated)
+        self.masker = MaskingTCN(N + previous_channels, N, B=B, H=H, X=X, R=R, P=P, E1=E1, E2=E2, generated=generated, film=film)
         self.decoder = EnhancedDecoder(N, L, stride, filters=filters)
         self.embedding = InstrumentEmbedding(E1) if generated else None
 
@@ -255,7 +268,8 @@ class MetaTasNet(nn.Module):
     """Meta-TasNet: ``stages`` :class:`Stage` s at ``base_rate * 2**s`` Hz, chained by their latents.
 
     Defaults are the released configuration (45,531,260 trained parameters; 34,673,054 with
-    ``generated=False``). Stage s uses N, L, stride times ``2**s``; B, H, P, X, R, E1, E2 are
+    ``generated=False``; ``film=True`` gives the lighter FiLM-conditioned variant, see
+    :class:`MaskingTCN`). Stage s uses N, L, stride times ``2**s``; B, H, P, X, R, E1, E2 are
     shared settings (not weights). ``config`` holds the constructor arguments (JSON-safe),
     so ``MetaTasNet(**model.config)`` rebuilds the architecture.
 
@@ -281,13 +295,14 @@ class MetaTasNet(nn.Module):
         spec_channels: int = 256,
         base_rate: int = 8000,
         generated: bool = True,
+        film: bool = False,
     ) -> None:
         super().__init__()
         if stages < 1:
             raise ValueError(f"MetaTasNet needs at least one stage, got stages={stages}.")
         self.config = dict(
             stages=stages, N=N, L=L, stride=stride, B=B, H=H, X=X, R=R, P=P, E1=E1, E2=E2,
-            filters=filters, spec_channels=spec_channels, base_rate=base_rate, generated=generated,
+            filters=filters, spec_channels=spec_channels, base_rate=base_rate, generated=generated, film=film,
         )
         self.stride = stride
         self.stages = nn.ModuleList(
@@ -295,7 +310,7 @@ class MetaTasNet(nn.Module):
                 N * 2**s, L * 2**s, stride * 2**s, base_rate * 2**s,
                 previous_channels=N * 2 ** (s - 1) if s else 0,
                 B=B, H=H, X=X, R=R, P=P, E1=E1, E2=E2,
-                filters=filters, spec_channels=spec_channels, generated=generated,
+                filters=filters, spec_channels=spec_channels, generated=generated, film=film,
             )
             for s in range(stages)
         )
