@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sep.add_argument("song", type=Path, help="audio file (wav, flac, ogg, ...), mono or stereo, any rate")
     sep.add_argument("--checkpoint", type=Path, required=True, help="a MetaTasNet or ConvTasNet checkpoint written by the Trainer")
     sep.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 10)")
+    sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 8)")
     sep.add_argument("--context-seconds", type=float, default=None, metavar="S", help="context on each side of a window (default 8)")
     sep.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
     sep.add_argument("--model-rate", type=int, default=None, metavar="HZ", help="a ConvTasNet checkpoint's rate (it does not record one)")

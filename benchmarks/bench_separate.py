@@ -1,0 +1,177 @@
+"""Whole-song separation with the full Meta-TasNet: real-time factor and peak memory.
+
+A stereo 44.1 kHz song from the synthetic band (seed 0; ``synthesize(0, 44100, S, stereo=True).sum(0)``)
+is separated by the full default ``MetaTasNet()`` (45.5M parameters, untrained weights: the
+timing does not depend on them) with :func:`metalearn_sep.separate.separate`, on ``--threads``
+CPU threads (2 by default). Every measurement runs in a fresh subprocess, which reports:
+
+* RTF: separation time / song duration (includes resampling, chunking, rescaling);
+* peak RSS: the process's high-water mark (``resource.getrusage``), and the baseline before
+  ``separate`` was called (Python, torch, the model and the song), so peak - baseline is
+  what the separation itself needed;
+* processed: window-seconds the model ran per second of song (both channels, context
+  included), the compute the 8 s of context cost.
+
+Rows:
+
+1. the default chunk length on a 3-minute and a 1-minute song: the peak must not grow with
+   the song's length beyond the song-sized buffers (input, resampled copies, output stems);
+2. the trade-off on the 1-minute song: RTF and peak for other chunk lengths (``--chunks``)
+   and other context lengths (``--contexts``, at the default chunk length);
+3. optionally (``--cpu-bf16``) the default chunk with bf16 autocast on the CPU;
+4. the same model in bf16 on CUDA (``torch.autocast("cuda", dtype=torch.bfloat16)``) when a
+   GPU is present, else "skipped".
+
+Targets (default chunk, 3-minute song, CPU): peak RSS < 4 GB (4e9 bytes) and RTF <= 1. The exit status
+is 1 when either is missed. The machine's load average is printed next to every timing:
+on a shared machine the RTF is pessimistic.
+
+    python benchmarks/bench_separate.py [--threads 2] [--seconds 180 60] [--chunks 4 16]
+                                        [--contexts 2] [--context 8] [--cpu-bf16] [--skip-tradeoff]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PEAK_TARGET_MB = 4e9 / 2**20  # 4 GB, in MiB (the unit ru_maxrss / 1024 gives on Linux)
+RTF_TARGET = 1.0
+RATE = 44100
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run one separation in this (fresh) process and print a JSON line of figures."""
+    import torch
+
+    from metalearn_sep.audio import read_audio
+    from metalearn_sep.models.meta_tasnet import MetaTasNet
+    from metalearn_sep.separate import separate
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = MetaTasNet().to(device)
+    processed = []  # batch x samples at 8 kHz of every window separate() runs (it calls the stages one by one)
+    model.stages[0].register_forward_pre_hook(lambda module, inputs: processed.append(inputs[0].shape[0] * inputs[0].shape[-1]))
+    mixture, rate = read_audio(args.song, duration=args.duration)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load_before = os.getloadavg()[0]
+    if device.type == "cuda":
+        separate(model, mixture[:, : 20 * rate], rate, chunk_seconds=args.chunk, context_seconds=args.context, amp=args.amp)  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        processed.clear()
+    start = time.perf_counter()
+    stems = separate(model, mixture, rate, chunk_seconds=args.chunk, context_seconds=args.context, amp=args.amp)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    seconds = mixture.shape[-1] / rate
+    print(json.dumps({
+        "seconds": seconds,
+        "chunk": args.chunk,
+        "rtf": elapsed / seconds,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "baseline_mb": baseline,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+        "processed": sum(processed) / model.sample_rates[0] / seconds,
+        "finite": bool(torch.isfinite(stems).all()),
+        "load": (load_before, os.getloadavg()[0]),
+    }))
+
+
+def measure(song: Path, duration: float, chunk: float, context: float, threads: int, device: str = "cpu", amp: bool = False) -> dict:
+    command = [
+        sys.executable, __file__, "--child", "--song", str(song), "--duration", str(duration), "--chunk", str(chunk),
+        "--context", str(context), "--threads", str(threads), "--device", device,
+    ] + (["--amp"] if amp else [])
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"measurement failed (chunk {chunk} s, {duration} s song):\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def show(label: str, r: dict) -> None:
+    gpu = f"  GPU peak {r['gpu_peak_mb']:7.0f} MiB" if r["gpu_peak_mb"] is not None else ""
+    print(
+        f"{label:<30} {r['seconds']:5.0f} s song  chunk {r['chunk']:4.1f} s  RTF {r['rtf']:6.2f}  "
+        f"peak RSS {r['peak_mb']:6.0f} MiB (baseline {r['baseline_mb']:5.0f}, separation +{r['peak_mb'] - r['baseline_mb']:5.0f})"
+        f"  processed {r['processed']:4.2f} ch-s/s{gpu}  load {r['load'][0]:.1f}->{r['load'][1]:.1f}  finite={r['finite']}",
+        flush=True,
+    )
+
+
+def main() -> int:
+    from metalearn_sep.separate import DEFAULT_CHUNK_SECONDS, DEFAULT_CONTEXT_SECONDS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[180.0, 60.0], help="song lengths; the first is the target row")
+    parser.add_argument("--chunks", type=float, nargs="*", default=[4.0, 16.0], help="other chunk lengths for the trade-off (on the shortest song)")
+    parser.add_argument("--contexts", type=float, nargs="*", default=[2.0], help="other context lengths for the trade-off")
+    parser.add_argument("--context", type=float, default=DEFAULT_CONTEXT_SECONDS)
+    parser.add_argument("--chunk", type=float, default=DEFAULT_CHUNK_SECONDS)
+    parser.add_argument("--cpu-bf16", action="store_true", help="also run the default chunk with bf16 autocast on the CPU")
+    parser.add_argument("--skip-tradeoff", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--song", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return 0
+
+    import torch
+
+    from metalearn_sep.audio import write_audio
+    from metalearn_sep.data.band import synthesize
+
+    longest = max(args.seconds)
+    print(f"Full MetaTasNet() (45.5M parameters), stereo {RATE} Hz synthetic band, {args.threads} CPU threads, "
+          f"context {args.context} s per side; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        song = Path(tmp) / "song.wav"
+        write_audio(song, synthesize(0, RATE, longest, stereo=True).sum(0), RATE)
+        results = {}
+        for seconds in args.seconds:
+            results[seconds] = measure(song, seconds, args.chunk, args.context, args.threads)
+            show("CPU fp32, default chunk", results[seconds])
+        if not args.skip_tradeoff:
+            shortest = min(args.seconds)
+            for chunk in args.chunks:
+                show("CPU fp32, chunk trade-off", measure(song, shortest, chunk, args.context, args.threads))
+            for context in args.contexts:
+                show(f"CPU fp32, context {context:g} s", measure(song, shortest, args.chunk, context, args.threads))
+        if args.cpu_bf16:
+            show("CPU bf16 autocast", measure(song, args.seconds[0], args.chunk, args.context, args.threads, amp=True))
+        if torch.cuda.is_available():
+            show("CUDA bf16 autocast", measure(song, args.seconds[0], args.chunk, args.context, args.threads, "cuda", amp=True))
+        else:
+            print("CUDA bf16 autocast: skipped (no GPU on this machine)")
+
+    target = results[args.seconds[0]]
+    peaks = [r["peak_mb"] for r in results.values()]
+    print(f"\npeak RSS over song lengths {list(results)} s: {[round(p) for p in peaks]} MiB "
+          f"(separation itself: {[round(r['peak_mb'] - r['baseline_mb']) for r in results.values()]} MiB)")
+    checks = [
+        (f"peak RSS {target['peak_mb']:.0f} MiB < {PEAK_TARGET_MB:.0f} MiB (4 GB)", target["peak_mb"] < PEAK_TARGET_MB),
+        (f"RTF {target['rtf']:.2f} <= {RTF_TARGET} (load average {target['load'][0]:.1f} on {os.cpu_count()} cores)", target["rtf"] <= RTF_TARGET),
+        ("finite output", all(r["finite"] for r in results.values())),
+    ]
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {text}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
