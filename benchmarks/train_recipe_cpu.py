@@ -32,12 +32,19 @@ not comparable with a quiet one). It writes nothing into the repository: the che
 goes to ``--out`` (default a new folder under the system's temporary directory).
 It exits 1 if the last stage does not beat the mixture on average (mean improvement <= 0).
 
+The run is built by :mod:`metalearn_sep.recipe` from ``configs/meta_tasnet_cpu.json`` (the
+same recipe ``python -m metalearn_sep train`` trains, there for a fixed number of steps);
+the options below override its sizes and settings, and the plan replaces its steps and
+SGDR period.
+
     python benchmarks/train_recipe_cpu.py [--minutes 20] [--threads 2] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import os
 import sys
@@ -47,15 +54,28 @@ from pathlib import Path
 import torch
 
 from metalearn_sep import SOURCES
-from metalearn_sep.data.augment import AugmentedDataset
 from metalearn_sep.data.band import BandDataset
 from metalearn_sep.losses import MetaTasNetObjective
 from metalearn_sep.metrics import si_sdr_improvement
-from metalearn_sep.models.enhanced import spectrogram_statistics
 from metalearn_sep.models.meta_tasnet import MetaTasNet
-from metalearn_sep.train import Trainer, evaluate
+from metalearn_sep.recipe import parse_recipe, prepare
+from metalearn_sep.train import evaluate
 
-DATA_RATE = 32_000
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "meta_tasnet_cpu.json"
+
+OPTIONS = {
+    "N": ("model", "N", "latent channels of the 8 kHz stage (x2 per stage; divisible by 8)"),
+    "B": ("model", "B", None),
+    "H": ("model", "H", None),
+    "X": ("model", "X", None),
+    "R": ("model", "R", None),
+    "spec-channels": ("model", "spec_channels", None),
+    "batch": ("training", "batch_size", None),
+    "segment": ("data", "segment", "seconds per training example"),
+    "lr": ("training", "lr", None),
+    "seed": ("training", "seed", None),
+}
+"""Command-line options that override an entry of the config: option -> (section, key, help)."""
 
 
 def load() -> str:
@@ -64,18 +84,6 @@ def load() -> str:
         return "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     except OSError:
         return "n/a"
-
-
-def unit_level(x: torch.Tensor) -> torch.Tensor:
-    """``x`` divided by its std over time: the level :class:`MetaTasNetObjective` feeds the model."""
-    return x / x.std(dim=-1, keepdim=True)
-
-
-def measure_statistics(model: MetaTasNet, objective: MetaTasNetObjective, data: AugmentedDataset, examples: int) -> None:
-    """Every stage encoder's spectrogram mean/std, from ``examples`` training mixtures at unit level, at that stage's rate."""
-    mixtures = unit_level(torch.stack([data[i][0] for i in range(examples)]))  # (examples, 1, T)
-    for stage, signal in zip(model.stages, objective.stage_inputs(model, mixtures)):
-        spectrogram_statistics(stage.encoder, [signal])
 
 
 @torch.no_grad()
@@ -99,20 +107,14 @@ def stage_improvements(model: MetaTasNet, objective: MetaTasNetObjective, data: 
 
 
 def main() -> int:
+    config = json.loads(CONFIG.read_text())
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock training budget (validation excluded)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="folder for the checkpoint (default: a new temporary folder)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--N", type=int, default=64, help="latent channels of the 8 kHz stage (x2 per stage; divisible by 8)")
-    parser.add_argument("--B", type=int, default=64)
-    parser.add_argument("--H", type=int, default=64)
-    parser.add_argument("--X", type=int, default=4)
-    parser.add_argument("--R", type=int, default=2)
-    parser.add_argument("--spec-channels", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--segment", type=float, default=1.0, help="seconds per training example")
-    parser.add_argument("--lr", type=float, default=1e-2)
+    for option, (section, key, text) in OPTIONS.items():
+        default = config[section][key]
+        parser.add_argument(f"--{option}", type=type(default), default=default, help=text or f"{section}.{key} (default {default})")
     parser.add_argument("--eval-songs", type=int, default=8)
     parser.add_argument("--eval-seconds", type=float, default=8.0)
     args = parser.parse_args()
@@ -120,29 +122,34 @@ def main() -> int:
         parser.error(f"--minutes must be positive, got {args.minutes}.")
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}.")
+    for option, (section, key, _) in OPTIONS.items():
+        config[section][key] = getattr(args, option.replace("-", "_"))
+    config["data"]["song_seconds"] = max(config["data"]["song_seconds"], args.segment)
+    try:
+        recipe = parse_recipe(config)
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="metalearn_recipe_"))
     out.mkdir(parents=True, exist_ok=True)
     budget = 60.0 * args.minutes
 
-    torch.manual_seed(args.seed)
-    model = MetaTasNet(stages=3, N=args.N, B=args.B, H=args.H, X=args.X, R=args.R, spec_channels=args.spec_channels)
-    objective = MetaTasNetObjective(data_rate=DATA_RATE, lambda_rec=0.05, lambda_dis=3.0, lambda_sim=2.0)
-    songs = BandDataset("train", DATA_RATE, segment=args.segment, song_duration=max(8.0, args.segment), stereo=True)
-    train = AugmentedDataset(songs, seed=args.seed)
-    valid = BandDataset("valid", DATA_RATE, segment=None, song_duration=4.0, size=4)
-    test = BandDataset("test", DATA_RATE, segment=None, song_duration=args.eval_seconds, size=args.eval_songs)
+    run = prepare(recipe, device="cpu")  # the model (seeded), objective, augmented data and spectrogram statistics
+    model, objective, rate, training = run.model, run.objective, recipe.data["sample_rate"], recipe.training
+    test = BandDataset("test", rate, segment=None, song_duration=args.eval_seconds, size=args.eval_songs)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"MetaTasNet(stages=3, N={args.N}, B={args.B}, H={args.H}, X={args.X}, R={args.R}, "
-          f"spec_channels={args.spec_channels}): {params:,} trained parameters, rates {model.sample_rates} Hz")
-    print(f"recipe: Ranger lr {args.lr:g}, wd 5e-4, SGDR (x0.85 per restart), clip 5, batch {args.batch} x {args.segment:g} s, "
-          f"augmentations, lambda_rec 0.05 / lambda_dis 3 / lambda_sim 2; budget {args.minutes:g} min on {args.threads} threads")
+    sizes = ", ".join(f"{k}={model.config[k]}" for k in ("stages", "N", "B", "H", "X", "R", "spec_channels"))
+    print(f"MetaTasNet({sizes}): {params:,} trained parameters, rates {model.sample_rates} Hz")
+    print(f"recipe: {training['optimizer'].capitalize()} lr {training['lr']:g}, wd {training['weight_decay']:g}, "
+          f"{training['schedule'].upper()} (x{training['schedule_decay']:g} per restart), clip {training['clip_grad']:g}, "
+          f"batch {training['batch_size']} x {recipe.data['segment']:g} s, "
+          f"{'augmentations, ' if recipe.data['augment'] else ''}lambda_rec {objective.lambda_rec:g} / "
+          f"lambda_dis {objective.lambda_dis:g} / lambda_sim {objective.lambda_sim:g}; "
+          f"budget {args.minutes:g} min on {args.threads} threads")
     print(f"load average at start (1/5/15 min): {load()}")
-    measure_statistics(model, objective, train, examples=32)
 
     # Plan the run from the speed of a few steps of a throw-away copy (same sizes, same data).
-    probe = Trainer(MetaTasNet(**model.config), train, objective=objective, batch_size=args.batch, optimizer="ranger",
-                    lr=args.lr, weight_decay=5e-4, clip_grad=5.0, progress=False, device="cpu", seed=args.seed)
+    probe = dataclasses.replace(run, model=MetaTasNet(**model.config), valid=None).trainer(progress=False, device="cpu")
     probe.fit(2)
     start = probe.elapsed
     probe.fit(12)
@@ -151,11 +158,8 @@ def main() -> int:
     period = math.ceil(planned / 2)
     print(f"about {per_step:.2f} s per step: planning {planned} steps, SGDR period {period} steps")
 
-    trainer = Trainer(
-        model, train, valid, objective=objective, batch_size=args.batch, optimizer="ranger", lr=args.lr,
-        weight_decay=5e-4, schedule="sgdr", schedule_period=period, schedule_decay=0.85, clip_grad=5.0,
-        seed=args.seed, checkpoint=out / "recipe.pt", device="cpu", progress=False,
-    )
+    trainer = run.trainer(schedule_period=period, valid_every=0, checkpoint_every=0, checkpoint=out / "recipe.pt",
+                          device="cpu", progress=False)
     chunk = max(1, planned // 20)
     while trainer.step < planned and trainer.elapsed < budget:
         trainer.fit(min(planned, trainer.step + chunk))

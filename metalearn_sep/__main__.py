@@ -1,47 +1,176 @@
-"""Command line: ``python -m metalearn_sep {doctor,separate}``."""
+"""Command line: ``python -m metalearn_sep {doctor,train,evaluate,separate}``.
+
+* ``doctor``: check this environment against the tested one.
+* ``train CONFIG.json --out DIR``: a run from a recipe in ``configs/`` (:mod:`metalearn_sep.recipe`),
+  checkpointed to ``DIR/checkpoint.pt``; ``--resume`` continues it exactly; works under ``torchrun``.
+* ``evaluate CHECKPOINT``: SI-SDR improvement and SiSEC median SDR per source on held-out songs.
+* ``separate SONG --checkpoint C --out DIR``: four stems of one audio file.
+
+Expected failures (a missing or invalid file, a bad config key, ...) print one line
+``error: ...`` to stderr and exit with status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from .recipe import Recipe
+
+CHECKPOINT_NAME = "checkpoint.pt"
+"""The file a ``train`` run keeps in its ``--out`` folder."""
+
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, MemoryError, FloatingPointError)
+"""What a command reports in one line instead of a traceback."""
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "doctor": ("check this environment against the tested one", None),
+    "train": (
+        "train a model from a recipe in configs/",
+        "Train the run a JSON recipe (configs/*.json) describes, keeping DIR/checkpoint.pt. Under torchrun each "
+        "process takes its share of every batch (gloo on the CPU, nccl on CUDA).",
+    ),
+    "evaluate": (
+        "score a checkpoint on held-out songs",
+        "Separate held-out songs (the synthetic band's test split, or MUSDB18's test subset) and print the "
+        "SI-SDR improvement and the SiSEC median SDR (museval's BSS Eval v4 SDR) per source.",
+    ),
+    "separate": (
+        "separate a song into drums, bass, other and vocals",
+        "Separate SONG with a course checkpoint; writes DIR/<song stem>/<source>.wav (32-bit float, the song's rate).",
+    ),
+}
+"""Each subcommand's one-line help and its description."""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metalearn_sep", description="metalearn-sep course tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check this environment against the tested one")
-    sep = sub.add_parser(
-        "separate",
-        help="separate a song into drums, bass, other and vocals",
-        description="Separate SONG with a course checkpoint; writes DIR/<song stem>/<source>.wav (32-bit float, the song's rate).",
-    )
+    commands = {name: sub.add_parser(name, help=text, description=about) for name, (text, about) in COMMANDS.items()}
+    train, ev, sep = commands["train"], commands["evaluate"], commands["separate"]
+    train.add_argument("config", type=Path, help="a JSON training recipe, e.g. configs/meta_tasnet_cpu.json")
+    train.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of the run (its checkpoint)")
+    train.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="train to N steps in all (default: the recipe's)")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in DIR exactly")
+    ev.add_argument("checkpoint", type=Path, help="a checkpoint written by the Trainer (train keeps DIR/checkpoint.pt)")
+    ev.add_argument("--songs", type=_positive_int, default=None, metavar="K", help="the first K test songs (default 8 synthetic, all of MUSDB18)")
+    ev.add_argument("--seconds", type=float, default=8.0, metavar="S", help="length of a synthetic test song (default 8)")
     sep.add_argument("song", type=Path, help="audio file (wav, flac, ogg, ...), mono or stereo, any rate")
     sep.add_argument("--checkpoint", type=Path, required=True, help="a MetaTasNet or ConvTasNet checkpoint written by the Trainer")
     sep.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 8)")
     sep.add_argument("--context-seconds", type=float, default=None, metavar="S", help="context on each side of a window (default 8)")
-    sep.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
-    sep.add_argument("--model-rate", type=int, default=None, metavar="HZ", help="a ConvTasNet checkpoint's rate (it does not record one)")
+    for command in (train, ev):
+        command.add_argument("--musdb", type=Path, default=None, metavar="PATH", help="MUSDB18 folder (default $MUSDB_PATH; neither: the synthetic band)")
+    for command in (train, ev, sep):
+        command.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
+    for command in (ev, sep):
+        command.add_argument("--model-rate", type=int, default=None, metavar="HZ", help="a ConvTasNet checkpoint's rate (it does not record one)")
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from .doctor import main as doctor
 
         return doctor()
-    if args.command == "separate":
-        return _separate(args)
-    return 2
+    run = {"train": _train, "evaluate": _evaluate, "separate": _separate}[args.command]
+    try:
+        return run(args)
+    except EXPECTED_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import recipe as recipes
+
+    recipe = recipes.load_recipe(args.config)
+    checkpoint = args.out / CHECKPOINT_NAME
+    if args.resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume needs a run to continue, but {args.out} holds no {CHECKPOINT_NAME}.")
+    if not args.resume and checkpoint.exists():
+        raise FileExistsError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out.")
+    with recipes.process_group(args.device) as device:
+        _fit(recipe, args, checkpoint, device)  # returns before the group ends, so its DDP wrapper is gone by then
+    return 0
+
+
+def _fit(recipe: Recipe, args: argparse.Namespace, checkpoint: Path, device: torch.device) -> None:
+    from . import recipe as recipes
+
+    run = recipes.prepare(recipe, args.musdb, statistics=not args.resume, device=device)
+    trainer = run.trainer(checkpoint=checkpoint, device=device)
+    if args.resume:
+        recipes.resume(trainer, checkpoint)
+    history = trainer.fit(args.steps or recipe.training["steps"])
+    if trainer.rank == 0:
+        scores = [h["valid_mean"] for h in history if "valid_mean" in h]
+        valid = f", validation SI-SDR improvement {scores[-1]:.2f} dB" if scores else ""
+        print(f"Trained {trainer.step} steps ({trainer.elapsed / 60:.1f} min, last loss {history[-1]['loss']:.3f}{valid}); "
+              f"checkpoint {checkpoint}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+    from torch.utils.data import Subset
+    from tqdm.auto import tqdm
+
+    from . import SOURCES
+    from .data.band import BandDataset
+    from .metrics import framewise_sdr, si_sdr_improvement, sisec_aggregate
+    from .recipe import musdb_root
+    from .separate import ModelSpec, load_model, separate
+    from .train import load_checkpoint
+
+    model = load_model(args.checkpoint)
+    data = (load_checkpoint(args.checkpoint)["trainer"].get("extra", {}).get("recipe") or {}).get("data", {})
+    model_rate = args.model_rate or (None if hasattr(model, "sample_rates") else data.get("sample_rate"))
+    root = musdb_root(args.musdb)
+    if root is None:
+        rate = data.get("sample_rate") or ModelSpec.of(model, model_rate).rates[-1]
+        stereo = bool(data.get("stereo", False))
+        songs = BandDataset("test", rate, segment=None, song_duration=args.seconds, size=args.songs or 8, stereo=stereo)
+        what = f"the synthetic band's test songs ({args.seconds:g} s at {rate} Hz, {'stereo' if stereo else 'mono'})"
+    else:
+        from .data.musdb import MusdbDataset
+
+        rate = 44100
+        songs = MusdbDataset(root, "test", sample_rate=rate, segment=None, stereo=True, mixture="file")
+        songs = Subset(songs, range(min(args.songs or len(songs), len(songs))))
+        what = f"MUSDB18's test songs ({rate} Hz, stereo, their own mixtures)"
+    gains, sdrs = [], []
+    for mixture, stems in tqdm(songs, desc="evaluating", unit="song", leave=False):
+        estimates = separate(model, mixture, rate, device=args.device, model_rate=model_rate)
+        gains.append(si_sdr_improvement(estimates[None], stems[None], mixture[None])[0].double().numpy())  # (4,)
+        sdrs.append(framewise_sdr(estimates, stems, rate))  # (4, frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN for a source silent in every song
+        gain, sdr = np.nanmean(np.stack(gains), axis=0), sisec_aggregate(sdrs)
+        means = np.nanmean(gain), np.nanmean(sdr)
+    print(f"{args.checkpoint} on {what}, {len(songs)} song{'s' * (len(songs) != 1)}:")
+    print(f"{'source':<8s}{'SI-SDRi (dB)':>14s}{'SDR (dB)':>10s}")
+    for name, g, d in zip((*SOURCES, "mean"), (*gain, means[0]), (*sdr, means[1])):
+        print(f"{name:<8s}{g:>14.2f}{d:>10.2f}")
+    return 0
 
 
 def _separate(args: argparse.Namespace) -> int:
     from .separate import separate_file
 
     lengths = {k: v for k, v in (("chunk_seconds", args.chunk_seconds), ("context_seconds", args.context_seconds)) if v is not None}
-    try:
-        paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, model_rate=args.model_rate, **lengths)
-    except (ValueError, OSError, RuntimeError, MemoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, model_rate=args.model_rate, **lengths)
     print(f"Wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0
 

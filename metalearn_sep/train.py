@@ -313,7 +313,9 @@ class Trainer:
         self._forward_model = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._forward_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            # static_graph: the same parameters take part in every step, and some never do (Meta-TasNet's last
+            # TCN block has a residual conv whose output is unused, as in the original), which plain DDP refuses.
+            self._forward_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, static_graph=True)
         if compile:
             self._forward_model = torch.compile(self._forward_model)
 
