@@ -26,8 +26,10 @@ PROFILE ?= ci
 notebooks: $(STAMP)
 	METALEARN_SEP_PROFILE=$(PROFILE) $(PY) scripts/execute_notebooks.py notebooks/*.ipynb
 
+# Runs every benchmark, even after one misses its target; fails at the end, naming the ones that missed.
 benchmarks: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "missed a target or failed:$$failed"; exit 1; fi
 
 # The student edition: every solution replaced by `raise NotImplementedError`.
 student: $(STAMP)

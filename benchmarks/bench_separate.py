@@ -10,7 +10,7 @@ CPU threads (2 by default). Every measurement runs in a fresh subprocess, which 
   ``separate`` was called (Python, torch, the model and the song), so peak - baseline is
   what the separation itself needed;
 * processed: window-seconds the model ran per second of song (both channels, context
-  included), the compute the 8 s of context cost.
+  included), the compute the context costs.
 
 Rows:
 

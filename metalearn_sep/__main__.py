@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     sep.add_argument("song", type=Path, help="audio file (wav, flac, ogg, ...), mono or stereo, any rate")
     sep.add_argument("--checkpoint", type=Path, required=True, help="a MetaTasNet or ConvTasNet checkpoint written by the Trainer")
     sep.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 8)")
-    sep.add_argument("--context-seconds", type=float, default=None, metavar="S", help="context on each side of a window (default 8)")
+    sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 18)")
+    sep.add_argument("--context-seconds", type=float, default=None, metavar="S", help="context on each side of a window (default 2; the original code used 8)")
     for command in (train, ev):
         command.add_argument("--musdb", type=Path, default=None, metavar="PATH", help="MUSDB18 folder (default $MUSDB_PATH; neither: the synthetic band)")
     for command in (train, ev, sep):

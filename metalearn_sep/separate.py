@@ -10,16 +10,19 @@ follows the original code's evaluation (``MultiTasNet.inference`` and ``evaluate
    over the *whole song* (as the original does). Because the divisor does not depend on
    the chunk, chunking changes nothing for a model whose receptive field is shorter than
    the context (see 3); a per-chunk std would rescale every chunk differently.
-3. **Chunk** the song into cores of ``chunk_seconds``, each run with ``context_seconds``
-   (8 s, the original's choice) of real signal on both sides (less at the song's ends,
-   where there is no signal to add). The context is cropped away and the cores are laid
-   side by side, with no crossfade, as in the original. Why no crossfade: for a model
+3. **Chunk** the song into cores of ``chunk_seconds`` (default 18 s), each run with
+   ``context_seconds`` (default 2 s; the original uses 8 s) of real signal on both sides
+   (less at the song's ends, where there is no signal to add). The context is cropped
+   away and the cores are laid side by side, with no crossfade, as in the original. Why no crossfade: for a model
    whose receptive field fits in the context, a core is *exactly* the whole-song output,
    and a crossfade would only average it with a worse estimate made with less context.
    Meta-TasNet's GroupNorm layers, however, take statistics over a whole window, so its
-   cores are not exact; 8 s of context on both sides makes neighbouring windows'
-   statistics nearly equal, which is what the original relies on to keep the borders
-   inaudible. Window lengths are made multiples of the model's stride and at least its
+   cores are not exact; the context keeps neighbouring windows' statistics nearly equal,
+   which is what the original relies on to keep the borders inaudible. Its masking
+   network sees 0.95 s (about 0.5 s on each side of a frame), so 2 s of context covers the
+   receptive field four times over; the original's 8 s (``context_seconds=8``) costs three
+   times the compute at 8 s cores (chapter 04 compares both with a single window).
+   Window lengths are made multiples of the model's stride and at least its
    minimum length (zeros are appended at the song's end and cropped off again). Chunk
    borders lie on a grid of ``lcm(stride, R_0 / gcd(R_0, r))`` samples at R_0 (10 ms for
    44.1 kHz), so that they fall on whole samples at every rate and each window is
@@ -28,8 +31,8 @@ follows the original code's evaluation (``MultiTasNet.inference`` and ``evaluate
 4. **Separate**: a mono model sees left and right as two mono signals (the paper's model is
    mono). On CUDA both channels of a window run as one batch of 2. On the CPU they run one
    after the other: a batch of 2 is faster there too (about 1.4 times, measured on 2 cores)
-   but doubles the peak memory, and with 8 s of context on each side no useful core fits
-   in 4 GB that way (``batch_channels=True`` chooses it when memory allows). Only the
+   but doubles the peak memory, and with the default windows of 22 s it does not fit
+   in 4 GB (``batch_channels=True`` chooses it when memory allows). Only the
    *last* stage's estimates are used.
 5. **Resample back** each window's estimates from the last stage's rate to r and keep its
    core (for the last core, up to the song's length T) - the original's answer to issue #3
@@ -54,9 +57,10 @@ model is a one-stage model.
 
 Memory is bounded by the window (core plus twice the context), not by the song: the only
 song-length buffers are the input, its resampled copies (1.3 times the input at 44.1 kHz)
-and the returned stems. After each window the memory it freed is handed back to the
-operating system (``malloc_trim`` on glibc): otherwise heap fragmentation lets the peak
-creep up from window to window (measured: +25 % over six windows of the full model).
+and the returned stems. When the resident set has grown by more than 10 % since the first
+window, the freed heap memory is handed back to the operating system (``malloc_trim`` on
+glibc): otherwise heap fragmentation lets the peak creep up from window to window
+(measured: +25 % over six windows of the full model).
 ``python benchmarks/bench_separate.py`` measures speed and peak memory for the full model.
 """
 
@@ -82,16 +86,17 @@ from .audio import check_duration, check_rate, check_waveform, read_audio, resam
 from .models.meta_tasnet import MetaTasNet
 from .train import load_checkpoint
 
-DEFAULT_CHUNK_SECONDS = 8.0
-"""Core length. With 8 s of context on each side the windows are 24 s: the full default
-Meta-TasNet then peaks at 3.4 GiB RSS for a 3-minute stereo song on the CPU (about 90 MiB per
-window-second in fp32), under the 4 GB target, whereas 16 s cores already reach 3.9 GiB for a
-1-minute song. Longer cores cost less context per second of song (the model runs 5.9
-window-seconds per song-second here, 3.6 with 16 s cores, 9.2 with 4 s cores); see
-``benchmarks/bench_separate.py``."""
+DEFAULT_CHUNK_SECONDS = 18.0
+"""Core length. With 2 s of context on each side the windows are 22 s. Measured for the full
+default Meta-TasNet on a 3-minute stereo 44.1 kHz song, 2 CPU threads, fp32: peak RSS 3,721
+MiB, under the 4 GB target (3,815 MiB; 24 s windows reach 3,769 MiB), and 0.80 times real
+time: the model runs (18 + 4) / 18 = 1.2 window-seconds per channel and song-second, where
+the original's 8 s cores with 8 s of context run 3 and take 1.93 times real time.
+``benchmarks/bench_separate.py`` measures these."""
 
-DEFAULT_CONTEXT_SECONDS = 8.0
-"""Context on each side of a core (the original code's 8 s)."""
+DEFAULT_CONTEXT_SECONDS = 2.0
+"""Context on each side of a core: four times the masking network's one-sided receptive
+field (the original code uses 8 s; pass ``context_seconds=8`` to reproduce it)."""
 
 MODEL_CLASSES = {
     "MetaTasNet": "metalearn_sep.models.meta_tasnet",
@@ -314,7 +319,7 @@ def separate(
 
     was_training = model.training
     model.to(device).eval()
-    stems = None
+    stems, heap = None, _HeapGuard()
     try:
         with torch.no_grad(), _progress(len(windows) * len(passes), progress) as bar:
             for window in windows:
@@ -335,7 +340,7 @@ def separate(
                         stems = torch.zeros(back.shape[1], channels, length, device=mixture.device)
                     stems[:, rows, begin:end] = back[..., begin - first : end - first].transpose(0, 1).to(stems.device)
                     del mixtures, estimates, back
-                    _release_freed_memory()
+                    heap.after_window()
                     bar.update(1)
     finally:
         model.train(was_training)
@@ -372,11 +377,36 @@ def _malloc_trim():
         return None
 
 
-def _release_freed_memory() -> None:
-    """Return the heap memory freed by the last window to the OS, so the next one starts from a clean heap."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+def _resident_bytes() -> int | None:
+    """This process's resident set size in bytes (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _HeapGuard:
+    """Keeps heap fragmentation from letting the resident set creep up from window to window.
+
+    After the first window it records the resident set; after each later one it calls
+    ``malloc_trim`` (glibc) only when the resident set has grown more than ``slack`` above
+    that. Trimming after *every* window would also bound the memory, but each trim hands
+    pages back that the next window must fault in again: measured, five times slower for a
+    small model (whose windows are cheap), and no faster for the full one.
+    """
+
+    def __init__(self, slack: float = 0.1) -> None:
+        self.slack, self.limit = slack, None
+
+    def after_window(self) -> None:
+        trim, resident = _malloc_trim(), _resident_bytes()
+        if trim is None or resident is None:
+            return
+        if self.limit is None:
+            self.limit = (1 + self.slack) * resident
+        elif resident > self.limit:
+            trim(0)
 
 
 def _progress(total: int, enabled: bool):

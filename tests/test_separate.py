@@ -400,3 +400,25 @@ def test_checkpoint_format_is_the_trainers(checkpoint):
     state = torch.load(checkpoint, weights_only=True)
     assert state["format"] == CHECKPOINT_FORMAT and state["model_class"] == "MetaTasNet"
     assert isinstance(load_model(checkpoint), MetaTasNet)
+
+
+def test_the_heap_is_trimmed_only_when_the_resident_set_grew_past_the_first_window(monkeypatch):
+    import metalearn_sep.separate as module
+
+    resident, trims = iter([1000, 1050, 1200, 1000, 1099, 1101]), []
+    monkeypatch.setattr(module, "_resident_bytes", lambda: next(resident))
+    monkeypatch.setattr(module, "_malloc_trim", lambda: trims.append)
+    guard = module._HeapGuard(slack=0.1)
+    for _ in range(6):
+        guard.after_window()
+    assert trims == [0, 0]  # after the windows that ended at 1200 and 1101 bytes, above 1.1 x 1000
+
+
+def test_the_resident_set_is_read_on_linux():
+    from metalearn_sep.separate import _resident_bytes
+
+    size = _resident_bytes()
+    if sys.platform.startswith("linux"):
+        assert size is not None and 10 * 2**20 < size < 64 * 2**30  # a Python process with torch loaded
+    else:
+        assert size is None or size > 0
