@@ -20,10 +20,16 @@ Rows:
    and other context lengths (``--contexts``, at the default chunk length);
 3. optionally (``--cpu-bf16``) the default chunk with bf16 autocast on the CPU;
 4. the same model in bf16 on CUDA (``torch.autocast("cuda", dtype=torch.bfloat16)``) when a
-   GPU is present, else "skipped".
+   GPU is present, else "skipped";
+5. the command line's path, ``separate_file`` (``python -m metalearn_sep separate``), which
+   streams the song from and to disk, on songs of ``--file-seconds`` (1 and 3 minutes by
+   default): its peak must not grow with the song's length. ``separate()`` returns the stems
+   as one tensor, so its peak does grow with the song-sized buffers (input, resampled
+   copies, stems: about 4 MiB per second of stereo 44.1 kHz song).
 
-Targets (default chunk, 3-minute song, CPU): peak RSS < 4 GB (4e9 bytes) and RTF <= 1. The exit status
-is 1 when either is missed. The machine's load average is printed next to every timing:
+Targets (default chunk, 3-minute song, CPU): peak RSS < 4 GB (4e9 bytes) and RTF <= 1; the
+command line's peak under 4 GB and flat (less than 100 MiB more for the longest song than for
+the shortest). The exit status is 1 when one is missed. The machine's load average is printed next to every timing:
 on a shared machine the RTF is pessimistic.
 
     python benchmarks/bench_separate.py [--threads 2] [--seconds 180 60] [--chunks 4 16]
@@ -42,9 +48,34 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 PEAK_TARGET_MB = 4e9 / 2**20  # 4 GB, in MiB (the unit ru_maxrss / 1024 gives on Linux)
 RTF_TARGET = 1.0
 RATE = 44100
+
+
+def file_child(args: argparse.Namespace) -> None:
+    """Run ``python -m metalearn_sep separate``'s path (separate_file: streamed) in this process; print a JSON line."""
+    import soundfile as sf
+    import torch
+
+    from metalearn_sep.separate import separate_file
+
+    torch.set_num_threads(args.threads)
+    seconds = sf.info(str(args.song)).frames / RATE
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        paths = separate_file(args.song, args.checkpoint, out, args.chunk, args.context, device="cpu", progress=False)
+        elapsed = time.perf_counter() - start
+        finite = all(bool(np.isfinite(sf.read(str(p), dtype="float32")[0]).all()) for p in paths)
+    print(json.dumps({
+        "seconds": seconds, "chunk": args.chunk, "rtf": elapsed / seconds,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_mb": baseline, "gpu_peak_mb": None,
+        "processed": None, "finite": finite, "load": (load_before, os.getloadavg()[0]),
+    }))
 
 
 def child(args: argparse.Namespace) -> None:
@@ -88,11 +119,12 @@ def child(args: argparse.Namespace) -> None:
     }))
 
 
-def measure(song: Path, duration: float, chunk: float, context: float, threads: int, device: str = "cpu", amp: bool = False) -> dict:
+def measure(song: Path, duration: float, chunk: float, context: float, threads: int, device: str = "cpu", amp: bool = False,
+            checkpoint: Path | None = None) -> dict:
     command = [
         sys.executable, __file__, "--child", "--song", str(song), "--duration", str(duration), "--chunk", str(chunk),
         "--context", str(context), "--threads", str(threads), "--device", device,
-    ] + (["--amp"] if amp else [])
+    ] + (["--amp"] if amp else []) + (["--checkpoint", str(checkpoint)] if checkpoint else [])
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"measurement failed (chunk {chunk} s, {duration} s song):\n{result.stderr[-3000:]}")
@@ -104,7 +136,7 @@ def show(label: str, r: dict) -> None:
     print(
         f"{label:<30} {r['seconds']:5.0f} s song  chunk {r['chunk']:4.1f} s  RTF {r['rtf']:6.2f}  "
         f"peak RSS {r['peak_mb']:6.0f} MiB (baseline {r['baseline_mb']:5.0f}, separation +{r['peak_mb'] - r['baseline_mb']:5.0f})"
-        f"  processed {r['processed']:4.2f} ch-s/s{gpu}  load {r['load'][0]:.1f}->{r['load'][1]:.1f}  finite={r['finite']}",
+        f"  processed {r['processed'] if r['processed'] is None else round(r['processed'], 2)} ch-s/s{gpu}  load {r['load'][0]:.1f}->{r['load'][1]:.1f}  finite={r['finite']}",
         flush=True,
     )
 
@@ -121,14 +153,17 @@ def main() -> int:
     parser.add_argument("--chunk", type=float, default=DEFAULT_CHUNK_SECONDS)
     parser.add_argument("--cpu-bf16", action="store_true", help="also run the default chunk with bf16 autocast on the CPU")
     parser.add_argument("--skip-tradeoff", action="store_true")
+    parser.add_argument("--file-seconds", type=float, nargs="*", default=[60.0, 180.0],
+                        help="song lengths for the command line's streamed path (separate_file); its peak must not grow with them")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--song", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args)
+        file_child(args) if args.checkpoint else child(args)
         return 0
 
     import torch
@@ -136,7 +171,10 @@ def main() -> int:
     from metalearn_sep.audio import write_audio
     from metalearn_sep.data.band import synthesize
 
-    longest = max(args.seconds)
+    from metalearn_sep.models.meta_tasnet import MetaTasNet
+    from metalearn_sep.train import Trainer
+
+    longest = max([*args.seconds, *args.file_seconds])
     print(f"Full MetaTasNet() (45.5M parameters), stereo {RATE} Hz synthetic band, {args.threads} CPU threads, "
           f"context {args.context} s per side; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,6 +196,15 @@ def main() -> int:
             show("CUDA bf16 autocast", measure(song, args.seconds[0], args.chunk, args.context, args.threads, "cuda", amp=True))
         else:
             print("CUDA bf16 autocast: skipped (no GPU on this machine)")
+        streamed = {}
+        if args.file_seconds:
+            torch.manual_seed(0)
+            checkpoint = Trainer(MetaTasNet(), [], progress=False, device="cpu").save(Path(tmp) / "model.pt")
+            for seconds in args.file_seconds:
+                excerpt = Path(tmp) / f"song_{seconds:g}.wav"
+                write_audio(excerpt, synthesize(0, RATE, longest, stereo=True).sum(0)[:, : round(seconds * RATE)], RATE)
+                streamed[seconds] = measure(excerpt, seconds, args.chunk, args.context, args.threads, checkpoint=checkpoint)
+                show("command line (streamed)", streamed[seconds])
 
     target = results[args.seconds[0]]
     peaks = [r["peak_mb"] for r in results.values()]
@@ -168,6 +215,13 @@ def main() -> int:
         (f"RTF {target['rtf']:.2f} <= {RTF_TARGET} (load average {target['load'][0]:.1f} on {os.cpu_count()} cores)", target["rtf"] <= RTF_TARGET),
         ("finite output", all(r["finite"] for r in results.values())),
     ]
+    if streamed:
+        lengths = sorted(streamed)
+        growth = streamed[lengths[-1]]["peak_mb"] - streamed[lengths[0]]["peak_mb"]
+        checks.append((f"command line: peak {streamed[lengths[-1]]['peak_mb']:.0f} MiB for {lengths[-1]:g} s, "
+                       f"{growth:+.0f} MiB over {lengths[0]:g} s (< 100 MiB: does not grow with the song)",
+                       growth < 100 and max(r["peak_mb"] for r in streamed.values()) < PEAK_TARGET_MB))
+        checks.append(("command line: finite output", all(r["finite"] for r in streamed.values())))
     for text, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {text}")
     return 0 if all(ok for _, ok in checks) else 1

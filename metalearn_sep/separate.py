@@ -55,9 +55,12 @@ Either may declare ``stride`` (window lengths are made multiples of it) and ``mi
 spectrogram branches: 513 samples at 8 kHz). Both go through the same code: a single-rate
 model is a one-stage model.
 
-Memory is bounded by the window (core plus twice the context), not by the song: the only
-song-length buffers are the input, its resampled copies (1.3 times the input at 44.1 kHz)
-and the returned stems. When the resident set has grown by more than 10 % since the first
+Memory. The model's memory is bounded by the window (core plus twice the context), not by
+the song. :func:`separate` also holds song-length buffers: the input, its resampled copies
+(1.3 times the input at 44.1 kHz) and the returned stems (about 4 MiB per second of stereo
+44.1 kHz song in all, measured). :func:`separate_file`, the command line's path, holds none:
+it reads the song piece by piece (:class:`StreamedSong`) and streams the stems to disk, so
+its peak does not grow with the song's length. When the resident set has grown by more than 10 % since the first
 window, the freed heap memory is handed back to the operating system (``malloc_trim`` on
 glibc): otherwise heap fragmentation lets the peak creep up from window to window
 (measured: +25 % over six windows of the full model).
@@ -74,15 +77,17 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import soundfile as sf
 import torch
 from torch import nn
 
 from . import SOURCES
-from .audio import check_duration, check_rate, check_waveform, read_audio, resample, write_audio
+from .audio import check_duration, check_rate, check_waveform, resample, write_audio
 from .models.meta_tasnet import MetaTasNet
 from .train import load_checkpoint
 
@@ -199,12 +204,34 @@ def plan_windows(total: int, core: int, context: int, multiple: int = 1, minimum
     return windows
 
 
+class NormalEquations:
+    """The least-squares problem of :func:`least_squares_gains`, accumulated block by block.
+
+    ``add(estimates (K, C, t), mixture (C, t))`` adds the blocks' products to the Gram matrices
+    ``(C, K, K)`` and right-hand sides ``(C, K, 1)``, in float64; :meth:`gains` solves them
+    (minimum-norm, so a silent or redundant estimate is harmless: a silent one gets 0).
+    """
+
+    def __init__(self, sources: int, channels: int) -> None:
+        self.gram = torch.zeros(channels, sources, sources, dtype=torch.float64)
+        self.target = torch.zeros(channels, sources, 1, dtype=torch.float64)
+
+    def add(self, estimates: torch.Tensor, mixture: torch.Tensor) -> None:
+        s = estimates.transpose(0, 1).double().cpu()  # (C, K, t)
+        x = mixture.double().cpu().unsqueeze(-1)  # (C, t, 1)
+        self.gram += s @ s.transpose(1, 2)
+        self.target += s @ x
+
+    def gains(self) -> torch.Tensor:
+        """The gains c ``(K, C)``, float64."""
+        return (torch.linalg.pinv(self.gram, hermitian=True) @ self.target)[..., 0].T
+
+
 def least_squares_gains(estimates: torch.Tensor, mixture: torch.Tensor, block: int = 1 << 20) -> torch.Tensor:
     """Gains c ``(K, C)`` minimising ``||x_c - sum_i c_ic s_ic||^2`` for every channel c.
 
-    The normal equations are accumulated in float64 over blocks of ``block`` samples, so no
-    full-length float64 copy is made. A silent or redundant estimate gets the minimum-norm
-    solution (a silent one gets 0).
+    The normal equations are accumulated in float64 over blocks of ``block`` samples
+    (:class:`NormalEquations`), so no full-length float64 copy is made.
 
     Args:
         estimates: ``(K, C, T)`` stems.
@@ -215,16 +242,10 @@ def least_squares_gains(estimates: torch.Tensor, mixture: torch.Tensor, block: i
             f"least_squares_gains expects estimates (K, C, T) and a mixture (C, T) of the same C and T, "
             f"got {tuple(estimates.shape)} and {tuple(mixture.shape)}."
         )
-    K, C, T = estimates.shape
-    gram = torch.zeros(C, K, K, dtype=torch.float64)
-    target = torch.zeros(C, K, 1, dtype=torch.float64)
-    for t in range(0, T, block):
-        s = estimates[..., t : t + block].transpose(0, 1).double().cpu()  # (C, K, block)
-        x = mixture[:, t : t + block].double().cpu().unsqueeze(-1)  # (C, block, 1)
-        gram += s @ s.transpose(1, 2)
-        target += s @ x
-    gains = torch.linalg.pinv(gram, hermitian=True) @ target  # (C, K, 1)
-    return gains[..., 0].T.to(estimates.dtype)
+    equations = NormalEquations(estimates.shape[0], estimates.shape[1])
+    for t in range(0, estimates.shape[-1], block):
+        equations.add(estimates[..., t : t + block], mixture[:, t : t + block])
+    return equations.gains().to(estimates.dtype)
 
 
 def _check_mixture(mixture: object, sample_rate: object) -> int:
@@ -295,58 +316,91 @@ def separate(
             - all before any work is done.
     """
     rate = _check_mixture(mixture, sample_rate)
-    check_duration(chunk_seconds, "chunk_seconds")
-    if isinstance(context_seconds, bool) or not isinstance(context_seconds, (int, float)) or not 0 <= context_seconds < math.inf:
-        raise ValueError(f"context_seconds must be a non-negative number of seconds, got {context_seconds!r}.")
-    spec = ModelSpec.of(model, model_rate)
-    device = _resolve_device(model, device)
-    amp = device.type == "cuda" if amp is None else bool(amp)
-    if amp and device.type not in ("cuda", "cpu"):
-        raise ValueError(f"bf16 autocast is offered on CUDA and CPU only; this run is on {device}.")
-    together = device.type == "cuda" if batch_channels is None else bool(batch_channels)
-
-    base = spec.rates[0]
-    stages = len(spec.rates)
-    grid = math.lcm(spec.multiple, base // math.gcd(base, rate))  # chunk borders land on whole samples at every rate
-    core = max(round(chunk_seconds * base / grid), 1) * grid
-    context = math.ceil(context_seconds * base / grid) * grid
-    channels, length = mixture.shape
-    total = -(-length * base // rate)  # samples at R_0 covering the song
-    windows = plan_windows(total, core, context, spec.multiple, spec.minimum)
-
-    inputs = [normalised_stage_input(mixture, rate, stage_rate) for stage_rate in spec.rates]
-    passes = [list(range(channels))] if together else [[c] for c in range(channels)]
-
-    was_training = model.training
-    model.to(device).eval()
-    stems, heap = None, _HeapGuard()
-    try:
-        with torch.no_grad(), _progress(len(windows) * len(passes), progress) as bar:
-            for window in windows:
-                first = window.start * rate // base  # output sample of the window's start
-                begin, end = window.core_start * rate // base, min(length, window.core_stop * rate // base)
-                for rows in passes:
-                    mixtures = [_window_slice(x, rows, window, 2**s).to(device) for s, x in enumerate(inputs)]
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):  # the model only, not the resampling
-                        estimates = spec.run(model, mixtures)
-                    expected = window.length * 2 ** (stages - 1)
-                    if estimates.dim() != 4 or estimates.shape[0] != len(rows) or estimates.shape[2] != 1 or estimates.shape[3] != expected:
-                        raise ValueError(
-                            f"The model must return estimates of shape ({len(rows)}, sources, 1, {expected}), "
-                            f"got {tuple(estimates.shape)}."
-                        )
-                    back = resample(estimates.float()[:, :, 0], spec.rates[-1], rate)  # (batch, K, time at r)
-                    if stems is None:
-                        stems = torch.zeros(back.shape[1], channels, length, device=mixture.device)
-                    stems[:, rows, begin:end] = back[..., begin - first : end - first].transpose(0, 1).to(stems.device)
-                    del mixtures, estimates, back
-                    heap.after_window()
-                    bar.update(1)
-    finally:
-        model.train(was_training)
+    plan = _Plan.make(model, mixture.shape[0], mixture.shape[-1], rate, chunk_seconds, context_seconds, device,
+                      model_rate, amp, batch_channels)
+    inputs = [normalised_stage_input(mixture, rate, stage_rate) for stage_rate in plan.spec.rates]
+    stems = None
+    for rows, begin, end, core in plan.run(model, lambda w, rows: [_window_slice(x, rows, w, 2**s) for s, x in enumerate(inputs)], progress):
+        if stems is None:
+            stems = torch.zeros(core.shape[1], plan.channels, plan.length, device=mixture.device)
+        stems[:, rows, begin:end] = core.transpose(0, 1).to(stems.device)
     if rescale:
         stems *= least_squares_gains(stems, mixture.float()).to(stems.device)[..., None]
     return stems
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one song is cut into windows and passes (steps 3-5 of the module docstring)."""
+
+    spec: ModelSpec
+    rate: int
+    channels: int
+    length: int
+    windows: list[Window]
+    passes: list[list[int]]
+    device: torch.device
+    amp: bool
+
+    @classmethod
+    def make(cls, model: nn.Module, channels: int, length: int, rate: int, chunk_seconds: float, context_seconds: float,
+             device: torch.device | str | None, model_rate: int | None, amp: bool | None, batch_channels: bool | None) -> _Plan:
+        check_duration(chunk_seconds, "chunk_seconds")
+        if isinstance(context_seconds, bool) or not isinstance(context_seconds, (int, float)) or not 0 <= context_seconds < math.inf:
+            raise ValueError(f"context_seconds must be a non-negative number of seconds, got {context_seconds!r}.")
+        spec = ModelSpec.of(model, model_rate)
+        device = _resolve_device(model, device)
+        amp = device.type == "cuda" if amp is None else bool(amp)
+        if amp and device.type not in ("cuda", "cpu"):
+            raise ValueError(f"bf16 autocast is offered on CUDA and CPU only; this run is on {device}.")
+        together = device.type == "cuda" if batch_channels is None else bool(batch_channels)
+        base = spec.rates[0]
+        grid = math.lcm(spec.multiple, base // math.gcd(base, rate))  # chunk borders land on whole samples at every rate
+        core = max(round(chunk_seconds * base / grid), 1) * grid
+        context = math.ceil(context_seconds * base / grid) * grid
+        total = -(-length * base // rate)  # samples at R_0 covering the song
+        windows = plan_windows(total, core, context, spec.multiple, spec.minimum)
+        passes = [list(range(channels))] if together else [[c] for c in range(channels)]
+        return cls(spec, rate, channels, length, windows, passes, device, amp)
+
+    def song_samples(self, window: Window) -> tuple[int, int]:
+        """The window's first and last-plus-one sample at the song's rate (the end may lie past the song)."""
+        base = self.spec.rates[0]
+        return window.start * self.rate // base, (window.start + window.length) * self.rate // base
+
+    def run(self, model: nn.Module, window_inputs, progress: bool):
+        """Yield ``(rows, begin, end, core)`` per window and pass: the raw estimates ``core``
+        ``(len(rows), K, end - begin)`` of song samples ``[begin, end)`` of channels ``rows``.
+
+        ``window_inputs(window, rows)`` gives the model's normalised stage inputs, one
+        ``(len(rows), 1, window.length * 2**s)`` per stage.
+        """
+        base, stages = self.spec.rates[0], len(self.spec.rates)
+        was_training = model.training
+        model.to(self.device).eval()
+        heap = _HeapGuard()
+        try:
+            with torch.no_grad(), _progress(len(self.windows) * len(self.passes), progress) as bar:
+                for window in self.windows:
+                    first = window.start * self.rate // base  # output sample of the window's start
+                    begin, end = window.core_start * self.rate // base, min(self.length, window.core_stop * self.rate // base)
+                    for rows in self.passes:
+                        mixtures = [x.to(self.device) for x in window_inputs(window, rows)]
+                        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):  # the model only
+                            estimates = self.spec.run(model, mixtures)
+                        expected = window.length * 2 ** (stages - 1)
+                        if estimates.dim() != 4 or estimates.shape[0] != len(rows) or estimates.shape[2] != 1 or estimates.shape[3] != expected:
+                            raise ValueError(
+                                f"The model must return estimates of shape ({len(rows)}, sources, 1, {expected}), "
+                                f"got {tuple(estimates.shape)}."
+                            )
+                        back = resample(estimates.float()[:, :, 0], self.spec.rates[-1], self.rate)  # (batch, K, time at r)
+                        yield rows, begin, end, back[..., begin - first : end - first]
+                        del mixtures, estimates, back
+                        heap.after_window()
+                        bar.update(1)
+        finally:
+            model.train(was_training)
 
 
 def normalised_stage_input(mixture: torch.Tensor, rate: int, stage_rate: int) -> torch.Tensor:
@@ -441,18 +495,13 @@ def load_model(checkpoint: str | os.PathLike) -> nn.Module:
     return model
 
 
-def write_stems(stems: torch.Tensor, sample_rate: int, folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
-    """Write ``stems`` ``(K, C, T)`` as ``folder/<name>.wav`` (32-bit float), all or nothing.
+@contextmanager
+def _atomic_folder(folder: Path):
+    """Yield a temporary folder next to ``folder`` that replaces ``folder`` once the block succeeds.
 
-    The files are written into a temporary folder next to ``folder``, which is renamed into
-    place once every file is complete (replacing a previous ``folder``). On any failure the
-    temporary folder is removed, and so are the parent folders this call created: nothing is
-    left half-written.
+    On any failure the temporary folder is removed, and so are the parent folders this call
+    created: nothing is left half-written, and a previous ``folder`` stays as it was.
     """
-    folder = Path(folder)
-    names = list(names) if names is not None else (list(SOURCES) if stems.shape[0] == len(SOURCES) else [f"source{i}" for i in range(stems.shape[0])])
-    if len(names) != stems.shape[0]:
-        raise ValueError(f"Got {len(names)} names for {stems.shape[0]} stems.")
     created = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
@@ -460,8 +509,7 @@ def write_stems(stems: torch.Tensor, sample_rate: int, folder: str | os.PathLike
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes the folder private; give it the usual mode
-        for name, stem in zip(names, stems):
-            write_audio(tmp / f"{name}.wav", stem, sample_rate)
+        yield tmp
         old = tmp.with_name(tmp.name + ".old")
         if folder.exists():
             os.replace(folder, old)
@@ -476,7 +524,133 @@ def write_stems(stems: torch.Tensor, sample_rate: int, folder: str | os.PathLike
             except OSError:
                 break
         raise
+
+
+def _stem_names(count: int) -> list[str]:
+    return list(SOURCES) if count == len(SOURCES) else [f"source{i}" for i in range(count)]
+
+
+def write_stems(stems: torch.Tensor, sample_rate: int, folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
+    """Write ``stems`` ``(K, C, T)`` as ``folder/<name>.wav`` (32-bit float), all or nothing.
+
+    The files are written into a temporary folder next to ``folder``, which is renamed into
+    place once every file is complete (replacing a previous ``folder``). On any failure the
+    temporary folder is removed, and so are the parent folders this call created: nothing is
+    left half-written.
+    """
+    folder = Path(folder)
+    names = list(names) if names is not None else _stem_names(stems.shape[0])
+    if len(names) != stems.shape[0]:
+        raise ValueError(f"Got {len(names)} names for {stems.shape[0]} stems.")
+    with _atomic_folder(folder) as tmp:
+        for name, stem in zip(names, stems):
+            write_audio(tmp / f"{name}.wav", stem, sample_rate)
     return [folder / f"{name}.wav" for name in names]
+
+
+STATISTICS_BLOCK_SECONDS = 30.0
+"""Length of the pieces the first pass over a song file reads to measure each stage input's std."""
+
+
+class StreamedSong:
+    """A song file read piece by piece, so that separating it needs memory for a window, not for the song.
+
+    :func:`separate` resamples the whole song once per stage. Here each piece is resampled
+    on its own, with ``margin`` samples of real signal on both sides that are cropped away
+    afterwards, and every piece starts on a multiple of ``align`` = lcm over the stages of
+    r / gcd(r, R_s): a point where the resampling kernels are in phase with those of the
+    whole song. A piece's samples then equal the whole song's resampled at once, up to
+    float rounding (the tests check it). :meth:`measure` makes the first pass: each stage
+    input's standard deviation per channel, accumulated in float64 over 30 s pieces,
+    checking every piece for NaN and the whole song for silence.
+
+    Args:
+        path: an audio file soundfile can read, 1 or 2 channels.
+        rates: the stage rates R_s (Hz).
+    """
+
+    def __init__(self, path: str | os.PathLike, rates: Sequence[int]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"Audio file {self.path} does not exist.")
+        try:
+            self.file = sf.SoundFile(str(self.path))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise ValueError(f"Cannot read {self.path} as audio: {err}.") from None
+        self.rate, self.channels, self.length = self.file.samplerate, self.file.channels, self.file.frames
+        if self.channels not in (1, 2):
+            self.file.close()
+            raise ValueError(f"The mixture must have 1 (mono) or 2 (stereo) channels, {self.path} has {self.channels}.")
+        if self.length == 0:
+            self.file.close()
+            raise ValueError(f"The mixture is empty: {self.path} holds no samples.")
+        self.rates = list(rates)
+        self.align = math.lcm(*(self.rate // math.gcd(self.rate, r) for r in self.rates))
+        self.margin = self.align * math.ceil(4096 / self.align)  # well beyond the resampling kernel's reach
+        self.scales: list[torch.Tensor] | None = None
+        self._cached: tuple[Window, list[torch.Tensor]] | None = None
+
+    def close(self) -> None:
+        self.file.close()
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Samples ``[start, stop)`` as ``(C, stop - start)`` float32 (zeros past the end), checked for NaN."""
+        self.file.seek(min(start, self.length))
+        data = self.file.read(max(0, min(stop, self.length) - start), dtype="float32", always_2d=True)
+        x = torch.from_numpy(data.T.copy())
+        if x.numel() and not torch.isfinite(x).all():
+            raise ValueError(f"The mixture contains NaN or infinite samples ({self.path}, from sample {start}).")
+        return torch.nn.functional.pad(x, (0, stop - start - x.shape[-1]))
+
+    def span(self, start: int, stop: int) -> tuple[int, int]:
+        """The samples to read for song samples ``[start, stop)``: with the margins, within the song."""
+        return max(0, start - self.margin), min(self.length, stop + self.margin)
+
+    def stage_piece(self, start: int, size: int, stage: int, block: torch.Tensor, block_start: int) -> torch.Tensor:
+        """``size`` samples of stage ``stage``'s input from song sample ``start`` (a multiple of ``align``): ``(C, size)``.
+
+        ``block`` holds the song from sample ``block_start`` on and must cover :meth:`span` of
+        the piece; past the song's end the piece is zero, as :func:`separate` pads it.
+        """
+        rate = self.rates[stage]
+        stop = start + -(-size * self.rate // rate)
+        first, last = self.span(start, stop)
+        y = resample(block[:, first - block_start : last - block_start], self.rate, rate)
+        offset = (start - first) * rate // self.rate
+        piece = y[:, offset : offset + size]
+        return torch.nn.functional.pad(piece, (0, size - piece.shape[-1]))
+
+    def measure(self) -> None:
+        """First pass: every stage input's std per channel (``self.scales``, 1 for a silent channel)."""
+        step = self.align * max(1, round(STATISTICS_BLOCK_SECONDS * self.rate / self.align))
+        sums = torch.zeros(len(self.rates), self.channels, 2, dtype=torch.float64)
+        counts = [0] * len(self.rates)
+        for start in range(0, self.length, step):
+            stop = min(start + step, self.length)
+            first, last = self.span(start, stop + self.align)  # a piece's last sample may need one more input sample
+            block = self.read(first, last)
+            for s, rate in enumerate(self.rates):
+                piece = self.stage_piece(start, -(-(stop - start) * rate // self.rate), s, block, first).double()
+                sums[s, :, 0] += piece.sum(-1)
+                sums[s, :, 1] += piece.pow(2).sum(-1)
+                counts[s] += piece.shape[-1]
+        if not sums[..., 1].any():
+            raise ValueError(f"The mixture is silent (all samples are zero): there is nothing to separate ({self.path}).")
+        self.scales = []
+        for s, n in enumerate(counts):
+            variance = (sums[s, :, 1] - sums[s, :, 0] ** 2 / n) / max(n - 1, 1)
+            std = variance.clamp_min(0).sqrt().float()[:, None]  # (C, 1)
+            self.scales.append(torch.where(std > 0, std, torch.ones_like(std)))
+
+    def window_inputs(self, plan: _Plan, window: Window, rows: list[int]) -> list[torch.Tensor]:
+        """The normalised stage inputs of ``window`` for channels ``rows``, as :meth:`_Plan.run` wants them."""
+        if self._cached is None or self._cached[0] is not window:
+            start, stop = plan.song_samples(window)
+            first, last = self.span(start, stop + self.align)  # the end may fall between song samples
+            block = self.read(first, last)
+            pieces = [self.stage_piece(start, window.length * 2**s, s, block, first) / self.scales[s] for s in range(len(self.rates))]
+            self._cached = (window, pieces)
+        return [piece[rows].unsqueeze(1) for piece in self._cached[1]]
 
 
 def separate_file(
@@ -489,18 +663,59 @@ def separate_file(
     model_rate: int | None = None,
     progress: bool = True,
 ) -> list[Path]:
-    """``python -m metalearn_sep separate``: read ``song``, separate it, write ``out_dir/<song stem>/<source>.wav``.
+    """``python -m metalearn_sep separate``: separate ``song`` into ``out_dir/<song stem>/<source>.wav``.
 
-    The checkpoint and the song are read and checked before anything is computed or written;
-    the stems are written all or nothing (:func:`write_stems`). The progress bar shows when
-    the song needs more than one window. Returns the written paths.
+    The same protocol as :func:`separate` (equal results up to float rounding), streamed, so
+    that memory does not grow with the song's length: the song is read piece by piece
+    (:class:`StreamedSong`: a first pass measures each stage input's std), each window's raw
+    stems go to temporary 32-bit float files while the least-squares normal equations are
+    accumulated (:class:`NormalEquations`), and a last pass writes the rescaled stems. The
+    checkpoint and the song are checked before anything is written; the output folder
+    appears all or nothing (a failed run leaves no partial files). The progress bar shows
+    when the song needs more than one window. Returns the written paths.
     """
     model = load_model(checkpoint)
-    mixture, rate = read_audio(song)
-    _check_mixture(mixture, rate)
-    device = _resolve_device(model, device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    several = mixture.shape[-1] / rate > chunk_seconds
-    stems = separate(
-        model, mixture, rate, chunk_seconds, context_seconds, progress=progress and several, device=device, model_rate=model_rate
-    )
-    return write_stems(stems, rate, Path(out_dir) / Path(song).stem)
+    spec = ModelSpec.of(model, model_rate)
+    reader = StreamedSong(song, spec.rates)
+    try:
+        reader.measure()
+        device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        plan = _Plan.make(model, reader.channels, reader.length, reader.rate, chunk_seconds, context_seconds, device,
+                          model_rate, None, None)
+        several = reader.length / reader.rate > chunk_seconds
+        with _atomic_folder(Path(out_dir) / Path(song).stem) as tmp:
+            names = _stream_raw_stems(model, plan, reader, tmp, progress and several)
+    finally:
+        reader.close()
+    return [Path(out_dir) / Path(song).stem / f"{name}.wav" for name in names]
+
+
+def _stream_raw_stems(model: nn.Module, plan: _Plan, reader: StreamedSong, folder: Path, progress: bool) -> list[str]:
+    """Separate ``reader``'s song window by window into ``folder/<name>.wav``, rescaled; returns the names."""
+    raw, equations, names, pending = [], None, [], {}
+    try:
+        for rows, begin, end, core in plan.run(model, lambda w, rows: reader.window_inputs(plan, w, rows), progress):
+            if not raw:
+                names = _stem_names(core.shape[1])
+                raw = [sf.SoundFile(str(folder / f".{name}.raw.wav"), "w", reader.rate, plan.channels, "FLOAT") for name in names]
+                equations = NormalEquations(len(names), plan.channels)
+            for row, estimate in zip(rows, core):
+                pending[row] = estimate  # (K, end - begin)
+            if len(pending) == plan.channels:  # every channel of this window is done
+                stems = torch.stack([pending[c] for c in range(plan.channels)], dim=1)  # (K, C, end - begin)
+                equations.add(stems, reader.read(begin, end))
+                for file, stem in zip(raw, stems):
+                    file.write(stem.T.numpy())
+                pending = {}
+    finally:
+        for file in raw:
+            file.close()
+    gains = equations.gains().float()  # (K, C)
+    step = reader.align * max(1, round(STATISTICS_BLOCK_SECONDS * reader.rate / reader.align))
+    for name, gain in zip(names, gains):
+        with sf.SoundFile(str(folder / f".{name}.raw.wav")) as source, \
+                sf.SoundFile(str(folder / f"{name}.wav"), "w", reader.rate, plan.channels, "FLOAT") as target:
+            for block in source.blocks(blocksize=step, dtype="float32", always_2d=True):
+                target.write(block * gain.numpy())
+        (folder / f".{name}.raw.wav").unlink()
+    return names

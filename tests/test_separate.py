@@ -357,15 +357,16 @@ def test_cli_separates_with_a_conv_tasnet_checkpoint_given_its_rate(tmp_path, so
 def test_a_failed_write_leaves_neither_a_partial_folder_nor_a_new_parent(tmp_path, song, checkpoint, monkeypatch, capsys):
     import metalearn_sep.separate as module
 
-    written = []
+    opened, original = [], sf.SoundFile
 
-    def failing_write(path, audio, rate):
-        if len(written) == 2:
-            raise OSError("disk full")
-        written.append(path)
-        return write_audio(path, audio, rate)
+    def failing_soundfile(path, mode="r", *args, **kwargs):
+        if mode == "w":
+            if len(opened) == 5:  # the four raw stems are written; the second final stem fails
+                raise OSError("disk full")
+            opened.append(path)
+        return original(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(module, "write_audio", failing_write)
+    monkeypatch.setattr(module.sf, "SoundFile", failing_soundfile)
     out = tmp_path / "new" / "out"
     assert run_cli(song, "--checkpoint", checkpoint, "--out", out) == 1
     assert "disk full" in capsys.readouterr().err
@@ -374,7 +375,7 @@ def test_a_failed_write_leaves_neither_a_partial_folder_nor_a_new_parent(tmp_pat
     previous = tmp_path / "kept" / "my song"
     previous.mkdir(parents=True)
     (previous / "drums.wav").write_bytes(b"an earlier result")
-    written.clear()
+    opened.clear()
     assert run_cli(song, "--checkpoint", checkpoint, "--out", tmp_path / "kept") == 1
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["my song"]
     assert (previous / "drums.wav").read_bytes() == b"an earlier result"
@@ -422,3 +423,74 @@ def test_the_resident_set_is_read_on_linux():
         assert size is not None and 10 * 2**20 < size < 64 * 2**30  # a Python process with torch loaded
     else:
         assert size is None or size > 0
+
+
+@pytest.mark.parametrize("rate, channels", [(44100, 2), (22050, 1), (8000, 2), (48000, 1)])
+def test_the_streamed_file_path_equals_separate_in_memory(tmp_path, rate, channels):
+    import metalearn_sep.separate as module
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(module, "STATISTICS_BLOCK_SECONDS", 0.3)  # several pieces in the first pass too
+    try:
+        mixture = 0.2 * noise(channels, round(2.3 * rate), seed=rate)
+        mixture[:, rate // 2 : rate] = 0.0  # a silent stretch
+        path = write_audio(tmp_path / "song.wav", mixture, rate)
+        model = tiny_model()
+        checkpoint = Trainer(model, [], progress=False, device="cpu").save(tmp_path / "tiny.pt")
+        paths = module.separate_file(path, checkpoint, tmp_path / "out", chunk_seconds=0.4, context_seconds=0.2, progress=False)
+    finally:
+        monkeypatch.undo()
+    expected = separate(model, read_audio(path)[0], rate, chunk_seconds=0.4, context_seconds=0.2)
+    assert [p.name for p in paths] == [f"{s}.wav" for s in SOURCES]
+    for stem, written in zip(expected, paths):
+        got, got_rate = read_audio(written)
+        assert got_rate == rate and got.shape == stem.shape
+        torch.testing.assert_close(got, stem, rtol=1e-4, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == sorted(p.name for p in paths)  # no raw files left
+
+
+def test_streamed_pieces_equal_the_whole_song_resampled(tmp_path):
+    from metalearn_sep.separate import StreamedSong
+
+    rate, rates = 44100, [8000, 16000, 32000]
+    mixture = 0.3 * noise(2, 5 * rate + 123, seed=3)
+    reader = StreamedSong(write_audio(tmp_path / "song.wav", mixture, rate), rates)
+    try:
+        reader.measure()
+        block = reader.read(0, reader.length)
+        for s, stage_rate in enumerate(rates):
+            whole = resample(mixture, rate, stage_rate)  # (C, T_s): what separate() normalises
+            torch.testing.assert_close(reader.scales[s], whole.std(dim=-1, keepdim=True), rtol=1e-5, atol=0)
+            for start in (0, reader.align * 7, reader.align * 400):
+                size = 3000
+                piece = reader.stage_piece(start, size, s, block, 0)
+                first = start * stage_rate // rate
+                expected = whole[:, first : first + size]
+                torch.testing.assert_close(piece[:, : expected.shape[-1]], expected, rtol=1e-5, atol=1e-6)
+            tail = reader.stage_piece(reader.align * 490, 9000, s, block, 0)  # runs past the song's end: zeros there
+            assert tail.shape == (2, 9000) and not tail[:, -100:].any()
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("nan", "NaN or infinite"),
+    ("silent", "silent"),
+    ("three channels", "1 (mono) or 2 (stereo) channels"),
+    ("empty", "empty"),
+    ("not audio", "Cannot read"),
+])
+def test_the_cli_rejects_a_bad_song_in_one_line_and_writes_nothing(tmp_path, checkpoint, capsys, content, message):
+    path = tmp_path / "bad.wav"
+    samples = {"nan": noise(2, 22050), "silent": torch.zeros(2, 22050), "three channels": noise(3, 22050),
+               "empty": torch.zeros(2, 0)}.get(content)
+    if content == "nan":
+        samples[1, 20000] = float("nan")
+    if samples is None:
+        path.write_bytes(b"RIFF not really a wav file")
+    else:
+        sf.write(str(path), samples.numpy().T, 22050, subtype="FLOAT")
+    assert run_cli(path, "--checkpoint", checkpoint, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
