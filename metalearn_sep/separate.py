@@ -94,8 +94,8 @@ from .train import load_checkpoint
 DEFAULT_CHUNK_SECONDS = 18.0
 """Core length. With 2 s of context on each side the windows are 22 s. Measured for the full
 default Meta-TasNet on a 3-minute stereo 44.1 kHz song, 2 CPU threads, fp32: peak RSS
-3,234-3,721 MiB over several runs, under the 4 GB target (3,815 MiB), and 0.78-0.96 times
-real time (1.11 in one run on a busy machine): the model runs (18 + 4) / 18 = 1.2
+3,234-3,721 MiB over three runs, under the 4 GB target (3,815 MiB), and 0.80 and 0.96 times
+real time (1.11 in the third, on a busy machine): the model runs (18 + 4) / 18 = 1.2
 window-seconds per channel and song-second, where the original's 8 s cores with 8 s of
 context run 3 and took 1.93 times real time. ``benchmarks/bench_separate.py`` measures
 these."""
