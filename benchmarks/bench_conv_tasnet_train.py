@@ -10,12 +10,17 @@ figure, the steps taken and the machine load.
 
 Defaults: Adam at a constant 3e-3, batch 4 x 2 s (more, smaller steps than the notebook's
 8 x 2 s at 2e-3). Measured on 2 shared cores (mean SI-SDR improvement after 5 minutes):
-batch 4 x 2 s, lr 3e-3, constant: 9.43 dB (925 steps) and, in a second run, 8.99 dB (875 steps); batch 8 x 2 s, lr 2e-3, constant:
-9.56 dB (600 steps); a cosine decay over the plan did worse (7.5 dB at 8 x 2 s, 8.2 dB at
-4 x 1 s); so did a window L = 40 with X = 8 (twice the steps, but vocals and other at
-about 4 dB: 8.0-8.7 dB); so did lr 5e-3 (8.2 dB) and ``--compile`` (torch.compile: 1.8x faster
-per step after about a minute of compilation, 875 steps, 8.7 dB). The vocals and "other" are
-what is still learning at 5 minutes, and they vary most from run to run (vocals 4-7 dB).
+
+* batch 4 x 2 s, lr 3e-3, constant: 9.43 dB (925 steps), and 8.99 dB (875 steps) in a
+  second run of the script as it is now;
+* batch 8 x 2 s, lr 2e-3, constant: 9.56 dB (600 steps);
+* a cosine decay over the plan: 7.5 dB at 8 x 2 s, 8.2 dB at 4 x 1 s;
+* a window L = 40 with X = 8: twice the steps, but vocals and other near 4 dB (8.0-8.7 dB);
+* lr 5e-3: 8.2 dB; ``--compile`` (torch.compile, 1.8x faster per step after about a
+  minute of compilation): 875 steps, 8.7 dB.
+
+The vocals and "other" are what is still learning at 5 minutes, and they vary most from
+run to run (vocals 4-7 dB).
 
     python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2]
 """

@@ -110,4 +110,4 @@ CONV_TASNET_SIZES: dict[str, dict[str, int | str]] = {
 CONV_TASNET_STEPS: dict[str, int] = {"ci": 40, "cpu": 460, "gpu": 30_000}
 """Training steps of chapter 01's models per profile. In the cpu profile a step (batch 8 x 2 s) took 0.65 s on
 2 shared CPU cores, so each of the chapter's five models trains about 5 minutes, the budget that
-``benchmarks/bench_conv_tasnet_train.py`` measures (about 9.5 dB mean SI-SDR improvement for the 4-output model)."""
+``benchmarks/bench_conv_tasnet_train.py`` measures (its docstring lists the figures of the settings tried)."""

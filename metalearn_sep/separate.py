@@ -13,9 +13,10 @@ follows the original code's evaluation (``MultiTasNet.inference`` and ``evaluate
 3. **Chunk** the song into cores of ``chunk_seconds`` (default 18 s), each run with
    ``context_seconds`` (default 2 s; the original uses 8 s) of real signal on both sides
    (less at the song's ends, where there is no signal to add). The context is cropped
-   away and the cores are laid side by side, with no crossfade, as in the original. Why no crossfade: for a model
-   whose receptive field fits in the context, a core is *exactly* the whole-song output,
-   and a crossfade would only average it with a worse estimate made with less context.
+   away and the cores are laid side by side, with no crossfade, as in the original. Why
+   no crossfade: for a model whose receptive field fits in the context, a core is
+   *exactly* the whole-song output, and a crossfade would only average it with a worse
+   estimate made with less context.
    Meta-TasNet's GroupNorm layers, however, take statistics over a whole window, so its
    cores are not exact; the context keeps neighbouring windows' statistics nearly equal,
    which is what the original relies on to keep the borders inaudible. Its masking
@@ -60,10 +61,10 @@ the song. :func:`separate` also holds song-length buffers: the input, its resamp
 (1.3 times the input at 44.1 kHz) and the returned stems (about 4 MiB per second of stereo
 44.1 kHz song in all, measured). :func:`separate_file`, the command line's path, holds none:
 it reads the song piece by piece (:class:`StreamedSong`) and streams the stems to disk, so
-its peak does not grow with the song's length. When the resident set has grown by more than 10 % since the first
-window, the freed heap memory is handed back to the operating system (``malloc_trim`` on
-glibc): otherwise heap fragmentation lets the peak creep up from window to window
-(measured: +25 % over six windows of the full model).
+its peak does not grow with the song's length. When the resident set has grown by more
+than 10 % since the first window, the freed heap memory is handed back to the operating
+system (``malloc_trim`` on glibc): otherwise heap fragmentation lets the peak creep up
+from window to window (measured: +25 % over six windows of the full model).
 ``python benchmarks/bench_separate.py`` measures speed and peak memory for the full model.
 """
 
@@ -383,7 +384,7 @@ class _Plan:
         try:
             with torch.no_grad(), _progress(len(self.windows) * len(self.passes), progress) as bar:
                 for window in self.windows:
-                    first = window.start * self.rate // base  # output sample of the window's start
+                    first, _ = self.song_samples(window)  # output sample of the window's start
                     begin, end = window.core_start * self.rate // base, min(self.length, window.core_stop * self.rate // base)
                     for rows in self.passes:
                         mixtures = [x.to(self.device) for x in window_inputs(window, rows)]
@@ -588,8 +589,9 @@ class StreamedSong:
         self.rates = list(rates)
         self.align = math.lcm(*(self.rate // math.gcd(self.rate, r) for r in self.rates))
         self.margin = self.align * math.ceil(4096 / self.align)  # well beyond the resampling kernel's reach
+        self.step = self.align * max(1, round(STATISTICS_BLOCK_SECONDS * self.rate / self.align))  # samples per pass piece
         self.scales: list[torch.Tensor] | None = None
-        self._cached: tuple[Window, list[torch.Tensor]] | None = None
+        self._cached: tuple[Window, int, torch.Tensor, list[torch.Tensor]] | None = None  # window, block start, block, pieces
 
     def close(self) -> None:
         self.file.close()
@@ -623,11 +625,10 @@ class StreamedSong:
 
     def measure(self) -> None:
         """First pass: every stage input's std per channel (``self.scales``, 1 for a silent channel)."""
-        step = self.align * max(1, round(STATISTICS_BLOCK_SECONDS * self.rate / self.align))
         sums = torch.zeros(len(self.rates), self.channels, 2, dtype=torch.float64)
         counts = [0] * len(self.rates)
-        for start in range(0, self.length, step):
-            stop = min(start + step, self.length)
+        for start in range(0, self.length, self.step):
+            stop = min(start + self.step, self.length)
             first, last = self.span(start, stop + self.align)  # a piece's last sample may need one more input sample
             block = self.read(first, last)
             for s, rate in enumerate(self.rates):
@@ -650,8 +651,13 @@ class StreamedSong:
             first, last = self.span(start, stop + self.align)  # the end may fall between song samples
             block = self.read(first, last)
             pieces = [self.stage_piece(start, window.length * 2**s, s, block, first) / self.scales[s] for s in range(len(self.rates))]
-            self._cached = (window, pieces)
-        return [piece[rows].unsqueeze(1) for piece in self._cached[1]]
+            self._cached = (window, first, block, pieces)
+        return [piece[rows].unsqueeze(1) for piece in self._cached[3]]
+
+    def window_samples(self, begin: int, end: int) -> torch.Tensor:
+        """Song samples ``[begin, end)`` ``(C, end - begin)`` of the window last given to :meth:`window_inputs`."""
+        _, first, block, _ = self._cached
+        return block[:, begin - first : end - first]
 
 
 def separate_file(
@@ -704,7 +710,7 @@ def _stream_raw_stems(model: nn.Module, plan: _Plan, reader: StreamedSong, folde
                 pending[row] = estimate  # (K, end - begin)
             if len(pending) == plan.channels:  # every channel of this window is done
                 stems = torch.stack([pending[c] for c in range(plan.channels)], dim=1)  # (K, C, end - begin)
-                equations.add(stems, reader.read(begin, end))
+                equations.add(stems, reader.window_samples(begin, end))
                 for file, stem in zip(raw, stems):
                     file.write(stem.T.numpy())
                 pending = {}
@@ -712,11 +718,10 @@ def _stream_raw_stems(model: nn.Module, plan: _Plan, reader: StreamedSong, folde
         for file in raw:
             file.close()
     gains = equations.gains().float()  # (K, C)
-    step = reader.align * max(1, round(STATISTICS_BLOCK_SECONDS * reader.rate / reader.align))
     for name, gain in zip(names, gains):
         with sf.SoundFile(str(folder / f".{name}.raw.wav")) as source, \
                 sf.SoundFile(str(folder / f"{name}.wav"), "w", reader.rate, plan.channels, "FLOAT") as target:
-            for block in source.blocks(blocksize=step, dtype="float32", always_2d=True):
+            for block in source.blocks(blocksize=reader.step, dtype="float32", always_2d=True):
                 target.write(block * gain.numpy())
         (folder / f".{name}.raw.wav").unlink()
     return names

@@ -426,20 +426,16 @@ def test_the_resident_set_is_read_on_linux():
 
 
 @pytest.mark.parametrize("rate, channels", [(44100, 2), (22050, 1), (8000, 2), (48000, 1)])
-def test_the_streamed_file_path_equals_separate_in_memory(tmp_path, rate, channels):
+def test_the_streamed_file_path_equals_separate_in_memory(tmp_path, monkeypatch, rate, channels):
     import metalearn_sep.separate as module
 
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(module, "STATISTICS_BLOCK_SECONDS", 0.3)  # several pieces in the first pass too
-    try:
-        mixture = 0.2 * noise(channels, round(2.3 * rate), seed=rate)
-        mixture[:, rate // 2 : rate] = 0.0  # a silent stretch
-        path = write_audio(tmp_path / "song.wav", mixture, rate)
-        model = tiny_model()
-        checkpoint = Trainer(model, [], progress=False, device="cpu").save(tmp_path / "tiny.pt")
-        paths = module.separate_file(path, checkpoint, tmp_path / "out", chunk_seconds=0.4, context_seconds=0.2, progress=False)
-    finally:
-        monkeypatch.undo()
+    monkeypatch.setattr(module, "STATISTICS_BLOCK_SECONDS", 0.3)  # several pieces in the first and last passes too
+    mixture = 0.2 * noise(channels, round(2.3 * rate), seed=rate)
+    mixture[:, rate // 2 : rate] = 0.0  # a silent stretch
+    path = write_audio(tmp_path / "song.wav", mixture, rate)
+    model = tiny_model()
+    checkpoint = Trainer(model, [], progress=False, device="cpu").save(tmp_path / "tiny.pt")
+    paths = module.separate_file(path, checkpoint, tmp_path / "out", chunk_seconds=0.4, context_seconds=0.2, progress=False)
     expected = separate(model, read_audio(path)[0], rate, chunk_seconds=0.4, context_seconds=0.2)
     assert [p.name for p in paths] == [f"{s}.wav" for s in SOURCES]
     for stem, written in zip(expected, paths):
@@ -465,8 +461,7 @@ def test_streamed_pieces_equal_the_whole_song_resampled(tmp_path):
                 size = 3000
                 piece = reader.stage_piece(start, size, s, block, 0)
                 first = start * stage_rate // rate
-                expected = whole[:, first : first + size]
-                torch.testing.assert_close(piece[:, : expected.shape[-1]], expected, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(piece, whole[:, first : first + size], rtol=1e-5, atol=1e-6)
             tail = reader.stage_piece(reader.align * 490, 9000, s, block, 0)  # runs past the song's end: zeros there
             assert tail.shape == (2, 9000) and not tail[:, -100:].any()
     finally:
