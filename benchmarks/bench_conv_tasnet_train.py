@@ -4,23 +4,32 @@ improvement on held-out synthetic-band songs within 5 minutes of training on 2 C
 Trains the cpu-profile model (metalearn_sep.config.CONV_TASNET_SIZES["cpu"]) for a
 wall-clock budget, then evaluates on the cpu profile's held-out test songs. With a constant
 learning rate it trains chunks of steps until the next chunk would overrun the budget. A
-cosine schedule needs the number of steps first: 10 steps of a throw-away copy time the
-run (inside the budget) and the plan is 90 % of the rest divided by that time. Prints the
-figure, the steps taken and the machine load.
+decaying schedule (wsd, cosine) needs the number of steps first: 10 steps of a throw-away
+copy time the run (inside the budget) and the plan is 95 % of the rest divided by that
+time. Prints the figure, the steps taken and the machine load.
 
-Defaults: Adam at a constant 3e-3, batch 4 x 2 s (more, smaller steps than the notebook's
-8 x 2 s at 2e-3). Measured on 2 shared cores (mean SI-SDR improvement after 5 minutes):
+Defaults: the cpu profile's model and Trainer settings (config.CONV_TASNET_SIZES["cpu"] and
+CONV_TASNET_TRAINING["cpu"]): L = 64, N = 256, softmax masks; Adam at 3e-3 with the wsd
+schedule (flat, then a linear decay to zero over the last 30 % of the plan); batch 4 x 2 s.
+``--model`` overrides the model's arguments. Measured on 2 shared cores, mean SI-SDR
+improvement after 5 minutes:
 
-* batch 4 x 2 s, lr 3e-3, constant: 9.43 dB (925 steps), and 8.99 dB (875 steps) in a
-  second run of the script as it is now;
-* batch 8 x 2 s, lr 2e-3, constant: 9.56 dB (600 steps);
-* a cosine decay over the plan: 7.5 dB at 8 x 2 s, 8.2 dB at 4 x 1 s;
-* a window L = 40 with X = 8: twice the steps, but vocals and other near 4 dB (8.0-8.7 dB);
-* lr 5e-3: 8.2 dB; ``--compile`` (torch.compile, 1.8x faster per step after about a
-  minute of compilation): 875 steps, 8.7 dB.
+* this script as committed: 8.32 dB (686 steps; drums 14.3, bass 10.0, other 4.1,
+  vocals 4.9). The earlier defaults (``--model '{"L": 16, "N": 128, "mask": "sigmoid"}'
+  --schedule constant``) gave 7.02 dB (325 steps) on the same machine the same day, and
+  8.99-9.43 dB (875-925 steps) on a machine that ran the model about 2.7x faster;
+* screening runs of the new model (one run each, 730-760 steps, the decay over the last
+  30 % of the time): sigmoid masks and a constant rate 7.81 dB; sigmoid with the decay
+  8.09 dB; softmax with the decay 8.60 dB; then from there, one change at a time: lr 5e-3
+  7.91 dB; batch 2 x 2 s (1,300 steps) 8.09 dB; batch 8 x 1 s 7.74 dB; H = 256
+  (590 steps) 7.47 dB; L = 32 (510 steps) 7.96 dB; L = 128 with N = 512 7.65 dB;
+* on the earlier model (875-925 steps on the faster machine): batch 8 x 2 s at 2e-3 9.56 dB;
+  a cosine decay 7.5-8.2 dB; lr 5e-3 8.2 dB; L = 40 with X = 8 8.0-8.7 dB; ``--compile``
+  8.7 dB. On the slower machine torch.compile took 90 s for its first step and was then
+  no faster (0.65 s a step against 0.56-0.60 s eager).
 
-The vocals and "other" are what is still learning at 5 minutes, and they vary most from
-run to run (vocals 4-7 dB).
+Drums and bass are learned first; other and vocals are what is still learning at 5
+minutes, and they vary most from run to run (3.5-5.1 dB across the runs above).
 
     python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2]
 """
@@ -28,22 +37,21 @@ run to run (vocals 4-7 dB).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 
 import torch
 
-from metalearn_sep.config import CONV_TASNET_SIZES, PROFILES
+from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_TRAINING, PROFILES
 from metalearn_sep.data.band import BandDataset
 from metalearn_sep.models import ConvTasNet
 from metalearn_sep.train import Trainer, evaluate
 
 TARGET_DB = 10.0
-LR = 3e-3
-BATCH = 4
+RECIPE = CONV_TASNET_TRAINING["cpu"]
 SEGMENT = 2.0
-SCHEDULE = "constant"
 COMPILE = False
 
 
@@ -52,13 +60,16 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds (wall clock)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=25, help="steps between budget checks")
-    parser.add_argument("--batch", type=int, default=BATCH, help="examples per step")
+    parser.add_argument("--batch", type=int, default=RECIPE["batch_size"], help="examples per step")
     parser.add_argument("--segment", type=float, default=SEGMENT, help="seconds per example")
-    parser.add_argument("--lr", type=float, default=LR, help="peak learning rate (Adam)")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default=SCHEDULE, help="learning-rate schedule over the plan")
+    parser.add_argument("--lr", type=float, default=RECIPE["lr"], help="peak learning rate (Adam)")
+    parser.add_argument("--schedule", choices=("constant", "cosine", "wsd"), default=RECIPE["schedule"], help="learning-rate schedule over the plan")
+    parser.add_argument("--decay", type=float, default=RECIPE.get("schedule_decay", 0.3), help="wsd: the fraction of the plan spent decaying to zero")
+    parser.add_argument("--model", type=json.loads, default={}, help='JSON overrides of the model, e.g. \'{"L": 16, "N": 128, "mask": "sigmoid"}\'')
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=COMPILE, help="torch.compile the model (Trainer option)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    sizes = {**CONV_TASNET_SIZES["cpu"], **args.model}
     profile = PROFILES["cpu"]
     rate = profile.sample_rate
     train = BandDataset("train", rate, segment=args.segment, song_duration=profile.song_seconds)
@@ -67,15 +78,15 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     planned = None  # a constant rate needs no plan: train until the next chunk would overrun the budget
-    if args.schedule == "cosine":
-        probe = Trainer(ConvTasNet(**CONV_TASNET_SIZES["cpu"]), train, **settings)
+    if args.schedule != "constant":
+        probe = Trainer(ConvTasNet(**sizes), train, **settings)
         probe.fit(2)
         warm = probe.elapsed
         probe.fit(12)
-        planned = max(args.chunk, int(0.9 * (args.budget - (time.perf_counter() - start)) / ((probe.elapsed - warm) / 10)))
+        planned = max(args.chunk, int(0.95 * (args.budget - (time.perf_counter() - start)) / ((probe.elapsed - warm) / 10)))
     torch.manual_seed(0)
-    model = ConvTasNet(**CONV_TASNET_SIZES["cpu"])
-    trainer = Trainer(model, train, schedule=args.schedule, schedule_period=planned or 0, compile=args.compile, **settings)
+    model = ConvTasNet(**sizes)
+    trainer = Trainer(model, train, schedule=args.schedule, schedule_period=planned or 0, schedule_decay=args.decay, compile=args.compile, **settings)
     last = 0.0  # seconds the previous chunk took (the first one includes torch.compile's warm-up)
     while planned is None or trainer.step < planned:
         begun = time.perf_counter()
@@ -85,7 +96,7 @@ def main() -> int:
         last = time.perf_counter() - begun
     seconds = time.perf_counter() - start  # the probe and the compilation included
     scores = evaluate(model, test, batch_size=2, device="cpu")
-    print(f"cpu profile Conv-TasNet {CONV_TASNET_SIZES['cpu']}, {sum(p.numel() for p in model.parameters()):,} parameters")
+    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters")
     plan = f" of {planned} planned" if planned else ""
     print(f"trained {trainer.step}{plan} steps (batch {args.batch} x {args.segment:g} s at {rate} Hz, Adam lr {args.lr:g}, {args.schedule}"
           f"{', torch.compile' if args.compile else ''}) "

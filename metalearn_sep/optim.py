@@ -4,9 +4,11 @@
 * ``radam``: RAdam with decoupled weight decay.
 * ``ranger``: Meta-TasNet's optimiser, RAdam + :class:`Lookahead` (k = 6, α = 0.5),
   betas (0.95, 0.999), eps 1e-5, decoupled weight decay (reference/meta_tasnet.md §2.7).
-* schedules: ``constant``, ``cosine`` (one cosine decay over ``period`` steps) and ``sgdr``
+* schedules: ``constant``, ``cosine`` (one cosine decay over ``period`` steps), ``sgdr``
   (cosine annealing with warm restarts every ``period`` steps, each restart's peak
-  multiplied by ``decay``; Loshchilov & Hutter 2017), each with an optional linear warm-up.
+  multiplied by ``decay``; Loshchilov & Hutter 2017) and ``wsd`` (warmup-stable-decay, Hu et
+  al. 2024: the full rate, then a linear decay to zero over the last fraction ``decay`` of
+  ``period`` steps), each with an optional linear warm-up.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Lookahead(Optimizer):
 
 
 OPTIMIZERS = ("adam", "adamw", "radam", "ranger")
-SCHEDULES = ("constant", "cosine", "sgdr")
+SCHEDULES = ("constant", "cosine", "sgdr", "wsd")
 
 
 def build_optimizer(params: Iterable[torch.Tensor], name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0) -> Optimizer:
@@ -97,6 +99,8 @@ def schedule_factor(step: int, name: str = "constant", warmup_steps: int = 0, pe
     if name == "sgdr":
         restart, within = divmod(step, period)
         return warm * decay**restart * 0.5 * (1 + math.cos(math.pi * within / period))
+    if name == "wsd":
+        return warm * min(1.0, max(0.0, (period - step) / (decay * period)))
     raise ValueError(f"Unknown schedule {name!r}: expected one of {', '.join(SCHEDULES)}.")
 
 
@@ -104,6 +108,6 @@ def build_schedule(optimizer: Optimizer, name: str = "constant", warmup_steps: i
     """A per-step LR schedule (call ``.step()`` after every optimiser step)."""
     if name not in SCHEDULES:
         raise ValueError(f"Unknown schedule {name!r}: expected one of {', '.join(SCHEDULES)}.")
-    if name in ("cosine", "sgdr") and period <= 0:
+    if name != "constant" and period <= 0:
         raise ValueError(f"The {name} schedule needs a positive period (steps), got {period}.")
     return LambdaLR(optimizer, lambda step: schedule_factor(step, name, warmup_steps, period, decay))

@@ -245,7 +245,7 @@ class Trainer:
         valid_data: the same format; evaluated every ``valid_every`` steps.
         objective: default :class:`SeparationObjective` (negative SI-SNR).
         batch_size, optimizer ("adam" | "adamw" | "radam" | "ranger"), lr, weight_decay,
-        schedule ("constant" | "cosine" | "sgdr"), warmup_steps, schedule_period,
+        schedule ("constant" | "cosine" | "sgdr" | "wsd"), warmup_steps, schedule_period,
         schedule_decay, clip_grad (global L2 norm; None for none), valid_every,
         checkpoint_every, seed: see :class:`TrainerConfig`.
         checkpoint: file for checkpoints (written atomically); ``None`` for none.

@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from metalearn_sep import SOURCES
 from metalearn_sep.__main__ import CHECKPOINT_NAME, main
-from metalearn_sep.config import CONV_TASNET_SIZES
+from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_STEPS, CONV_TASNET_TRAINING
 from metalearn_sep.models import MetaTasNet
 from metalearn_sep.recipe import build_model, load_recipe, parse_recipe, prepare
 from musdb_fixtures import write_hq
@@ -89,6 +89,8 @@ def test_every_config_validates_and_builds_its_model():
             assert sum(p.numel() for p in model.parameters() if p.requires_grad) == counts[path.name], path.name
     conv = load_recipe(CONFIG_DIR / "conv_tasnet_cpu.json")
     assert conv.model == {"num_sources": 4, **CONV_TASNET_SIZES["cpu"]}
+    assert conv.training["steps"] == conv.training["schedule_period"] == CONV_TASNET_STEPS["cpu"]
+    assert {k: conv.training[k] for k in CONV_TASNET_TRAINING["cpu"]} == CONV_TASNET_TRAINING["cpu"]
     paper = load_recipe(CONFIG_DIR / "meta_tasnet_paper.json")
     assert paper.model == MetaTasNet().config and paper.data["sample_rate"] == 32000
     assert {k: paper.training[k] for k in ("batch_size", "lr", "weight_decay", "schedule_period", "schedule_decay", "clip_grad")} == {

@@ -145,6 +145,8 @@ def test_schedules():
     assert schedule_factor(10, "sgdr", period=10) == pytest.approx(0.85)  # restart, peak decayed
     assert schedule_factor(25, "sgdr", period=10) == pytest.approx(0.85**2 * 0.5)
     assert schedule_factor(0, "constant", warmup_steps=4) == pytest.approx(0.25)
+    wsd = [schedule_factor(step, "wsd", period=10, decay=0.3) for step in range(12)]  # flat for 7 steps, then to 0
+    assert wsd == pytest.approx([1.0] * 8 + [2 / 3, 1 / 3, 0.0, 0.0])
     with pytest.raises(ValueError, match="Unknown schedule"):
         schedule_factor(0, "linear")
     with pytest.raises(ValueError, match="Unknown optimizer"):
