@@ -40,7 +40,7 @@ improvement after 5 minutes:
 Drums and bass are learned first; other and vocals are what is still learning at 5
 minutes, and they vary most from run to run (3.5-5.1 dB across the runs above).
 
-    python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2]
+    python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2] [--processes 2] [--model JSON]
 """
 
 from __future__ import annotations
