@@ -110,4 +110,6 @@ def build_schedule(optimizer: Optimizer, name: str = "constant", warmup_steps: i
         raise ValueError(f"Unknown schedule {name!r}: expected one of {', '.join(SCHEDULES)}.")
     if name != "constant" and period <= 0:
         raise ValueError(f"The {name} schedule needs a positive period (steps), got {period}.")
+    if name == "wsd" and not 0 < decay <= 1:
+        raise ValueError(f"The wsd schedule decays over a fraction of its period in (0, 1], got {decay}.")
     return LambdaLR(optimizer, lambda step: schedule_factor(step, name, warmup_steps, period, decay))

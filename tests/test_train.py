@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from metalearn_sep.optim import Lookahead, build_optimizer, schedule_factor
+from metalearn_sep.optim import Lookahead, build_optimizer, build_schedule, schedule_factor
 from metalearn_sep.train import StepBatchSampler, Trainer, evaluate, load_checkpoint
 
 
@@ -145,8 +145,10 @@ def test_schedules():
     assert schedule_factor(10, "sgdr", period=10) == pytest.approx(0.85)  # restart, peak decayed
     assert schedule_factor(25, "sgdr", period=10) == pytest.approx(0.85**2 * 0.5)
     assert schedule_factor(0, "constant", warmup_steps=4) == pytest.approx(0.25)
-    wsd = [schedule_factor(step, "wsd", period=10, decay=0.3) for step in range(12)]  # flat for 7 steps, then to 0
+    wsd = [schedule_factor(step, "wsd", period=10, decay=0.3) for step in range(12)]  # flat to step 7, 0 from step 10
     assert wsd == pytest.approx([1.0] * 8 + [2 / 3, 1 / 3, 0.0, 0.0])
+    with pytest.raises(ValueError, match="wsd schedule decays over a fraction"):
+        build_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), "wsd", period=10, decay=0.0)
     with pytest.raises(ValueError, match="Unknown schedule"):
         schedule_factor(0, "linear")
     with pytest.raises(ValueError, match="Unknown optimizer"):
