@@ -11,8 +11,9 @@ time. Prints the figure, the steps taken and the machine load.
 The two cores are used by two training processes of one thread each (``--processes 2``:
 the Trainer's DistributedDataParallel over gloo, each process rendering and running half
 of every batch; rank 0 decides when to stop). On 2 shared cores that took 0.31 s a step
-against 0.41 s for one process of two threads, which spends a fifth of each step rendering
-the batch while one core idles and gains only 1.2x from its second thread.
+against 0.41 s for one process of two threads, which spends about 40 % of each step
+rendering the batch (4 x 0.04 s, one core idle) and gains only 1.2x from its second thread
+in the rest.
 
 Defaults: the cpu profile's model and Trainer settings (config.CONV_TASNET_SIZES["cpu"] and
 CONV_TASNET_TRAINING["cpu"]): L = 64, N = 256, softmax masks; Adam at 3e-3 with the wsd
@@ -27,8 +28,10 @@ improvement after 5 minutes:
   earlier defaults (``--model '{"L": 16, "N": 128, "mask": "sigmoid"}'
   --schedule constant --processes 1``) gave 7.02 dB (325 steps) on the same machine the same day, and
   8.99-9.43 dB (875-925 steps) on a machine that ran the model about 2.7x faster;
-* screening runs of the new model (one run each, 730-760 steps, the decay over the last
-  30 % of the time): sigmoid masks and a constant rate 7.81 dB; sigmoid with the decay
+* screening runs of the new model with a throw-away script (not in the repository: the
+  decay over the last 30 % of the time instead of a planned number of steps; one run each,
+  730-760 steps; ``--model``, ``--batch``, ``--segment``, ``--lr``, ``--schedule`` and
+  ``--processes 1`` repeat each setting with this script): sigmoid masks and a constant rate 7.81 dB; sigmoid with the decay
   8.09 dB; softmax with the decay 8.60 dB; then from there, one change at a time: lr 5e-3
   7.91 dB; batch 2 x 2 s (1,300 steps) 8.09 dB; batch 8 x 1 s 7.74 dB; H = 256
   (590 steps) 7.47 dB; L = 32 (510 steps) 7.96 dB; L = 128 with N = 512 7.65 dB;
@@ -68,7 +71,7 @@ SEGMENT = 2.0
 COMPILE = False
 PROCESSES = 2
 PROBE_STEPS = 20
-PLAN_SHARE = 0.9  # of the time left after the probe: steps ran up to 15 % slower than the probe
+PLAN_SHARE = 0.9  # of the time left after the probe: in one run the steps ran 18 % slower than a 10-step probe
 
 
 def main() -> int:
@@ -81,7 +84,7 @@ def main() -> int:
     parser.add_argument("--segment", type=float, default=SEGMENT, help="seconds per example")
     parser.add_argument("--lr", type=float, default=RECIPE["lr"], help="peak learning rate (Adam)")
     parser.add_argument("--schedule", choices=("constant", "cosine", "wsd"), default=RECIPE["schedule"], help="learning-rate schedule over the plan")
-    parser.add_argument("--decay", type=float, default=RECIPE.get("schedule_decay", 0.3), help="wsd: the fraction of the plan spent decaying to zero")
+    parser.add_argument("--decay", type=float, default=RECIPE["schedule_decay"], help="wsd: the fraction of the plan spent decaying to zero")
     parser.add_argument("--model", type=json.loads, default={}, help='JSON overrides of the model, e.g. \'{"L": 16, "N": 128, "mask": "sigmoid"}\'')
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=COMPILE, help="torch.compile the model (Trainer option)")
     args = parser.parse_args()

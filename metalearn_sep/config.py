@@ -126,5 +126,5 @@ CONV_TASNET_TRAINING: dict[str, dict[str, int | float | str]] = {
 }
 """Chapter 01's :class:`~metalearn_sep.train.Trainer` settings per profile, over ``CONV_TASNET_STEPS`` steps
 (``schedule_period``). cpu: Adam at 3e-3, held for 70 % of the run and then decayed linearly to zero
-(``wsd``), which beat a constant rate by 0.3 dB in 5-minute runs; a cosine decay over the whole run had
-lost 1-2 dB against a constant rate."""
+(``wsd``), which beat a constant rate by 0.3 dB in one pair of 5-minute screening runs; a cosine decay over
+the whole run had lost 1-2 dB against a constant rate."""
