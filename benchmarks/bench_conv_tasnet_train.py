@@ -18,10 +18,20 @@ in the rest.
 Defaults: the cpu profile's model and Trainer settings (config.CONV_TASNET_SIZES["cpu"] and
 CONV_TASNET_TRAINING["cpu"]): L = 64, N = 256, softmax masks; Adam at 3e-3 with the wsd
 schedule (flat, then a linear decay to zero over the last 30 % of the plan); batch 4 x 2 s.
-``--model`` overrides the model's arguments. Measured on 2 shared cores, mean SI-SDR
-improvement after 5 minutes:
+``--model`` overrides the model's arguments; ``--seed`` seeds the initial weights and the batch
+order; ``--songs N`` crops from a :class:`~metalearn_sep.data.pool.SongPool` of N songs rendered
+once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement after 5 minutes:
 
-* this script as committed (two processes): 8.72 dB (810 steps; drums 14.8, bass 10.4,
+* 2026-12-02, on a machine that ran the model about 1.7x faster than the one below: the
+  script as committed (fused Adam), seed 0: 9.73 dB (1,591 steps; drums 16.3, bass 11.0,
+  other 5.0, vocals 6.7); seed 1: 8.22 dB (1,497 steps; drums 15.0, bass 10.8, other 4.0,
+  vocals 3.1). The seed moves the mean by 1.5 dB, almost all of it in other and vocals, so
+  one run of a setting says little. Before Adam was fused (9 ms of its ~130 ms step on one
+  core, 1.5 ms fused) seed 0 took 1,375 steps and gave 9.65 dB; batch 8 x 2 s 9.38 dB (825
+  steps). ``--songs 128``: 1,950-2,000 steps and 8.69, 8.82, 8.62 dB for seeds 0, 1, 2 (a
+  throw-away version of the pool, song ``i mod 128``, gave 9.93 dB once);
+* earlier, on a machine 2.7x slower than the fastest seen: this script (before fused Adam):
+  8.72 dB (810 steps; drums 14.8, bass 10.4,
   other 4.4, vocals 5.2), and 8.85 dB in a run whose plan of 972 steps outran the budget at
   875 (the probe then timed 10 steps and planned 95 % of the time left); with
   ``--processes 1`` 8.32 dB (686 steps; drums 14.3, bass 10.0, other 4.1, vocals 4.9). The
@@ -61,6 +71,7 @@ import torch.multiprocessing as mp
 
 from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_TRAINING, PROFILES
 from metalearn_sep.data.band import BandDataset
+from metalearn_sep.data.pool import SongPool
 from metalearn_sep.models import ConvTasNet
 from metalearn_sep.recipe import process_group
 from metalearn_sep.train import Trainer, evaluate
@@ -81,11 +92,13 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=PROCESSES, help="training processes (DistributedDataParallel over gloo when > 1)")
     parser.add_argument("--chunk", type=int, default=25, help="steps between budget checks")
     parser.add_argument("--batch", type=int, default=RECIPE["batch_size"], help="examples per step (all processes together)")
+    parser.add_argument("--songs", type=int, default=0, help="crop from a SongPool of this many songs, rendered once (0: render every crop afresh)")
     parser.add_argument("--segment", type=float, default=SEGMENT, help="seconds per example")
     parser.add_argument("--lr", type=float, default=RECIPE["lr"], help="peak learning rate (Adam)")
     parser.add_argument("--schedule", choices=("constant", "cosine", "wsd"), default=RECIPE["schedule"], help="learning-rate schedule over the plan")
     parser.add_argument("--decay", type=float, default=RECIPE["schedule_decay"], help="wsd: the fraction of the plan spent decaying to zero")
     parser.add_argument("--model", type=json.loads, default={}, help='JSON overrides of the model, e.g. \'{"L": 16, "N": 128, "mask": "sigmoid"}\'')
+    parser.add_argument("--seed", type=int, default=0, help="seeds the model's initial weights, the batch order and the pool's crops")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=COMPILE, help="torch.compile the model (Trainer option)")
     args = parser.parse_args()
     if args.processes < 1 or args.batch % args.processes:
@@ -118,12 +131,17 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
     sizes = {**CONV_TASNET_SIZES["cpu"], **args.model}
     profile = PROFILES["cpu"]
     rate = profile.sample_rate
-    train = BandDataset("train", rate, segment=args.segment, song_duration=profile.song_seconds)
+    if args.songs:
+        train = SongPool(BandDataset("train", rate, segment=None, song_duration=profile.song_seconds, size=args.songs), rate, args.segment, seed=args.seed)
+    else:
+        train = BandDataset("train", rate, segment=args.segment, song_duration=profile.song_seconds)
     test = BandDataset("test", rate, segment=None, song_duration=profile.eval_seconds, size=profile.eval_songs)
-    settings = dict(batch_size=args.batch, lr=args.lr, clip_grad=5.0, device="cpu", progress=False)
+    settings = dict(batch_size=args.batch, lr=args.lr, clip_grad=5.0, device="cpu", progress=False, seed=args.seed)
     load_before = os.getloadavg()[0]
     with process_group("cpu"):
         start = time.perf_counter()
+        if args.songs:
+            train.fill()  # inside the budget, and before the probe so that it times steps, not rendering
         planned = None  # a constant rate needs no plan: train until the next chunk would overrun the budget
         if args.schedule != "constant":
             probe = Trainer(ConvTasNet(**sizes), train, **settings)
@@ -133,7 +151,7 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
             step_seconds = (probe.elapsed - warm) / PROBE_STEPS
             del probe
             planned = int(agreed(max(args.chunk, int(PLAN_SHARE * (args.budget - (time.perf_counter() - start)) / step_seconds))))
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         model = ConvTasNet(**sizes)
         trainer = Trainer(model, train, schedule=args.schedule, schedule_period=planned or 0, schedule_decay=args.decay, compile=args.compile, **settings)
         last = 0.0  # seconds the previous chunk took (the first one includes torch.compile's warm-up)
@@ -149,9 +167,10 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
     if rank:
         return 0
     scores = evaluate(model, test, batch_size=2, device="cpu")
-    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters")
+    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters, seed {args.seed}")
     plan = f" of {planned} planned" if planned else ""
-    print(f"trained {steps}{plan} steps (batch {args.batch} x {args.segment:g} s at {rate} Hz, Adam lr {args.lr:g}, {args.schedule}"
+    data = f"crops of {args.songs} pooled songs" if args.songs else "fresh crops"
+    print(f"trained {steps}{plan} steps (batch {args.batch} x {args.segment:g} s {data} at {rate} Hz, Adam lr {args.lr:g}, {args.schedule}"
           f"{', torch.compile' if args.compile else ''}) in {seconds:.0f} s, {args.processes} process(es) on {args.threads} threads; "
           f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print("SI-SDR improvement on", len(test), "held-out songs (dB):", "  ".join(f"{k} {v:.2f}" for k, v in scores.items()))

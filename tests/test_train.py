@@ -155,6 +155,24 @@ def test_schedules():
         build_optimizer([nn.Parameter(torch.zeros(1))], "sgd")
 
 
+@pytest.mark.parametrize("name, reference", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_fused_adam_on_cpu_takes_the_steps_of_the_plain_one(name, reference):
+    torch.manual_seed(0)
+    ours = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(7))]
+    plain = [nn.Parameter(p.detach().clone()) for p in ours]
+    fused = build_optimizer(ours, name, lr=1e-2, weight_decay=0.1)
+    assert fused.defaults["fused"] is True
+    other = reference(plain, lr=1e-2, weight_decay=0.1, foreach=False)
+    for step in range(20):
+        grads = [torch.randn_like(p) for p in ours]
+        for params, optimizer in ((ours, fused), (plain, other)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_amp_is_refused_off_cuda(tmp_path):
     with pytest.raises(ValueError, match="CUDA only"):
         make(tmp_path, amp=True, device="cpu")
