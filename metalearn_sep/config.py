@@ -113,7 +113,7 @@ a softmax mask across the sources. Against the earlier L = 16, N = 128 sigmoid m
 5-minute runs on 2 CPU cores (``benchmarks/bench_conv_tasnet_train.py``, whose docstring
 lists every setting tried) it gained 1.3 dB of mean SI-SDR improvement in one process (8.32 against
 7.02 dB on one machine); the benchmark's two processes of one thread reach 8.72 dB there, and 8.22-9.73 dB
-(two seeds) on a machine 1.7x faster."""
+(three seeds, mean 8.77 dB) on a machine 1.7x faster."""
 
 CONV_TASNET_STEPS: dict[str, int] = {"ci": 40, "cpu": 760, "gpu": 30_000}
 """Training steps of chapter 01's models per profile. In the cpu profile a step (batch 4 x 2 s) took 0.39 s on
