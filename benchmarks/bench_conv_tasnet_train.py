@@ -27,7 +27,9 @@ once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
   other 5.0, vocals 6.7); seed 1: 8.22 dB (1,497 steps; drums 15.0, bass 10.8, other 4.0,
   vocals 3.1); seed 2: 8.36 dB (1,258 steps; drums 15.1, bass 10.9, other 3.8, vocals 3.6);
   mean of the three 8.77 dB. The seed moves the mean by 1.5 dB, almost all of it in other
-  and vocals, so one run of a setting says little. Before Adam was fused (9 ms of its ~130 ms step on one
+  and vocals, so one run of a setting says little. ``--lr 2e-3``, the same three seeds:
+  9.77, 8.59, 8.66 dB (1,424, 1,284, 1,520 steps), mean 9.01 dB: +0.04, +0.37, +0.30 dB
+  seed for seed, too little to tell from the noise. Before Adam was fused (9 ms of its ~130 ms step on one
   core, 1.5 ms fused) seed 0 took 1,375 steps and gave 9.65 dB; batch 8 x 2 s 9.38 dB (825
   steps). ``--songs 128``: 1,950-2,000 steps and 8.69, 8.82, 8.62 dB for seeds 0, 1, 2 (a
   throw-away version of the pool, song ``i mod 128``, gave 9.93 dB once);
