@@ -163,7 +163,7 @@ def test_fused_adam_on_cpu_takes_the_steps_of_the_plain_one(name, reference):
     fused = build_optimizer(ours, name, lr=1e-2, weight_decay=0.1)
     assert fused.defaults["fused"] is True
     other = reference(plain, lr=1e-2, weight_decay=0.1, foreach=False)
-    for step in range(20):
+    for _ in range(20):
         grads = [torch.randn_like(p) for p in ours]
         for params, optimizer in ((ours, fused), (plain, other)):
             for p, g in zip(params, grads):

@@ -1,18 +1,18 @@
 """A song pool: random training crops of a fixed set of songs, each rendered once and kept in memory.
 
 Rendering a synthetic-band crop costs about a third of a training step of chapter 01's cpu
-model on one core (0.021 s for 2 s at 8 kHz, against 0.13 s for the model's step on a batch
+model on one core (0.021 s for 2 s at 8 kHz, against 0.12 s for the model's step on a batch
 of two), so a run that renders every crop afresh spends a fifth to two fifths of its time
 making data. :class:`SongPool` renders (or loads) each of ``len(songs)`` whole songs once,
 the first time an item needs it, and then serves crops at random offsets of them: for 128
-songs of 8 s at 8 kHz, 131 MB of float32 stems, rendered in about 11 s, after which a crop
-costs a slice.
+songs of 8 s at 8 kHz, 131 MB of float32 stems, rendered in 7 s on one core (``SongPool(...).fill()``),
+after which a crop costs a slice.
 
 The price is variety: the same songs are seen again and again, at other offsets. In
 ``benchmarks/bench_conv_tasnet_train.py --songs 128`` (5 minutes on 2 cores) the pool gave
-1,950-2,000 steps against 1,500-1,600 with fresh crops, and no better separation: 8.62-8.82
-dB of mean SI-SDR improvement over three seeds, against 8.22 and 9.73 dB for two seeds of
-fresh crops; step for step the pool learns less. So the course's recipes render fresh crops,
+1,950-2,000 steps against 1,260-1,600 with fresh crops, and no better separation: 8.62-8.82
+dB of mean SI-SDR improvement over seeds 0-2 (mean 8.71), against 8.22-9.73 dB (mean 8.77)
+for the same seeds of fresh crops; step for step the pool learns less. So the course's recipes render fresh crops,
 and the pool is there for runs where rendering, not the model, limits the step rate.
 
 Item ``i`` is a pure function of ``(seed, i)`` and the songs: the song and the offset are
@@ -29,8 +29,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio import check_duration
+from .band import DEFAULT_SIZES
 
-DEFAULT_SIZE = 100_000
+DEFAULT_SIZE = DEFAULT_SIZES["train"]
 """Items of a pool when ``size`` is not given: as many as a BandDataset's training split."""
 
 
