@@ -1,8 +1,8 @@
 """A song pool: random training crops of a fixed set of songs, each rendered once and kept in memory.
 
-Rendering a synthetic-band crop costs about a third of a training step of chapter 01's cpu
-model on one core (0.021 s for 2 s at 8 kHz, against 0.12 s for the model's step on a batch
-of two), so a run that renders every crop afresh spends a fifth to two fifths of its time
+Rendering the synthetic-band crops of a batch costs about a third of the model's training
+step for chapter 01's cpu model on one core (0.021 s a 2 s crop at 8 kHz, two a batch, against
+0.12 s for the model's step on that batch), so a run that renders every crop afresh spends a fifth to two fifths of its time
 making data. :class:`SongPool` renders (or loads) each of ``len(songs)`` whole songs once,
 the first time an item needs it, and then serves crops at random offsets of them: for 128
 songs of 8 s at 8 kHz, 131 MB of float32 stems, rendered in 7 s on one core (``SongPool(...).fill()``),
