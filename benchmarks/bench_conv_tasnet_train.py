@@ -51,8 +51,10 @@ once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
   9.44, 8.23, 8.58 dB for seeds 0, 1, 2 (2,010-2,090 steps), mean 8.75 dB, no better than
   fresh crops. With a throw-away copy of this script that seeds the initial weights apart
   from the batch order: seed 0's weights with seed 1's batches gave 10.07 dB (2,050 steps;
-  drums 16.6, bass 11.5, other 5.3, vocals 6.9), where seed 1's own weights gave 8.22:
-  the initial weights, not the batches, decide whether other and vocals get going;
+  drums 16.6, bass 11.5, other 5.3, vocals 6.9), where seed 1's own weights gave 8.22 dB
+  (1,497 steps) and 8.74 dB with 3,127 steps: the initial weights, not the batches or the
+  step count, decide whether other and vocals get going. One run, and the one result
+  above 10 dB so far;
 * earlier, on a machine 2.7x slower than the fastest seen: this script (before fused Adam):
   8.72 dB (810 steps; drums 14.8, bass 10.4,
   other 4.4, vocals 5.2), and 8.85 dB in a run whose plan of 972 steps outran the budget at
