@@ -43,20 +43,21 @@ once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
   5.6 dB but seed 0's fell from 6.7 to 4.3, so the mean gain (+0.3 dB) is inside the seed
   noise. A 32 ms window, ``--model '{"L": 256, "B": 128, "H": 256}'``: 7.68 dB with seed 0
   (1,951 steps; drums 13.2, bass 9.7, other 4.3, vocals 3.5), although the oracle ideal
-  ratio mask (chapter 00, hop n_fft/4) on the 8 test songs gains 10.6 dB with an 8 ms
+  ratio mask (``oracle_separate(stems, "irm", n_fft)``, hop n_fft/4) on the 8 test songs gains 10.6 dB with an 8 ms
   window and 13.7 dB with 32 ms. The wsd plans of these runs ended after 238-287 s of the
   300: the 20-step probe overestimates the step time, so up to a fifth of the budget goes
   unused. A throw-away version of the pool that also drew each stem, with probability 0.5,
   from another song and offset and scaled each stem by a gain in [0.75, 1.25] (``--songs 128``):
   9.44, 8.23, 8.58 dB for seeds 0, 1, 2 (2,010-2,090 steps), mean 8.75 dB, no better than
-  fresh crops. With a throw-away copy of this script that seeds the initial weights apart
-  from the batch order: seed 0's weights with seed 1's batches gave 10.07 dB (2,050 steps;
+  fresh crops. With a throw-away copy of this script that seeded the initial weights apart
+  from the batch order, as ``--weights-seed`` now does: seed 0's weights with seed 1's batches gave 10.07 dB (2,050 steps;
   drums 16.6, bass 11.5, other 5.3, vocals 6.9), where seed 1's own weights gave 8.22 dB
   (1,497 steps) and 8.74 dB with 3,127 steps: the initial weights, not the batches or the
   step count, decide whether other and vocals get going. One run, and the one result
   above 10 dB so far. Seed 0's encoder and decoder with seed 1's mask network: 8.26 dB, but
   that run's plan overran and it stopped mid-decay (1,750 of 2,095 steps). A Fourier start
-  for the encoder and decoder (throw-away copy; N/2 frequencies evenly spaced from 0 to
+  for the encoder and decoder (a throw-away copy doing what ``--init fourier`` now does with
+  :func:`~metalearn_sep.models.conv_tasnet.fourier_start_`; N/2 frequencies evenly spaced from 0 to
   half the rate, a cosine and a sine row each, times a Hann window of length L, rows at
   the mean norm of PyTorch's default rows, the decoder the same basis times the
   least-squares scalar that inverts the encoder on noise, 13 dB reconstruction SNR), the
@@ -85,12 +86,12 @@ once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
   8.7 dB. On the slower machine torch.compile took 90 s for its first step and was then
   no faster (0.65 s a step against 0.56-0.60 s eager).
 
-Drums and bass are learned first and land within a dB of each other on every seed; other
-and vocals vary most from run to run (3.1-6.8 dB across the runs above), and where they
+Drums and bass are learned first and land within 1.5 dB of each other on every seed; other
+and vocals vary most from run to run (3.1-6.9 dB across the runs above), and where they
 stall near 3-4 dB (seeds 1 and 2) twice the steps do not lift them: the next gain has to
 come from what the model can tell apart, not from a faster step.
 
-    python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2] [--processes 2] [--model JSON]
+    python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2] [--processes 2] [--model JSON] [--init fourier]
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_TRAINING, PROFIL
 from metalearn_sep.data.band import BandDataset
 from metalearn_sep.data.pool import SongPool
 from metalearn_sep.models import ConvTasNet
+from metalearn_sep.models.conv_tasnet import fourier_start_
 from metalearn_sep.recipe import process_group
 from metalearn_sep.train import Trainer, evaluate
 
@@ -136,6 +138,8 @@ def main() -> int:
     parser.add_argument("--decay", type=float, default=RECIPE["schedule_decay"], help="wsd: the fraction of the plan spent decaying to zero")
     parser.add_argument("--model", type=json.loads, default={}, help='JSON overrides of the model, e.g. \'{"L": 16, "N": 128, "mask": "sigmoid"}\'')
     parser.add_argument("--seed", type=int, default=0, help="seeds the model's initial weights, the batch order and the pool's crops")
+    parser.add_argument("--weights-seed", type=int, default=None, help="seeds the initial weights instead of --seed")
+    parser.add_argument("--init", choices=("random", "fourier"), default="random", help="encoder/decoder start: PyTorch's random filters or fourier_start_")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=COMPILE, help="torch.compile the model (Trainer option)")
     args = parser.parse_args()
     if args.processes < 1 or args.batch % args.processes:
@@ -188,8 +192,10 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
             step_seconds = (probe.elapsed - warm) / PROBE_STEPS
             del probe
             planned = int(agreed(max(args.chunk, int(PLAN_SHARE * (args.budget - (time.perf_counter() - start)) / step_seconds))))
-        torch.manual_seed(args.seed)
+        torch.manual_seed(args.seed if args.weights_seed is None else args.weights_seed)
         model = ConvTasNet(**sizes)
+        if args.init == "fourier":
+            fourier_start_(model)
         trainer = Trainer(model, train, schedule=args.schedule, schedule_period=planned or 0, schedule_decay=args.decay, compile=args.compile, **settings)
         last = 0.0  # seconds the previous chunk took (the first one includes torch.compile's warm-up)
         while planned is None or trainer.step < planned:
@@ -204,7 +210,8 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
     if rank:
         return 0
     scores = evaluate(model, test, batch_size=2, device="cpu")
-    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters, seed {args.seed}")
+    weights = "" if args.weights_seed is None else f", weights seed {args.weights_seed}"
+    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters, {args.init} start, seed {args.seed}{weights}")
     plan = f" of {planned} planned" if planned else ""
     data = f"crops of {args.songs} pooled songs" if args.songs else "fresh crops"
     print(f"trained {steps}{plan} steps (batch {args.batch} x {args.segment:g} s {data} at {rate} Hz, Adam lr {args.lr:g}, {args.schedule}"

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchaudio
 
-from metalearn_sep.models.conv_tasnet import ConvTasNet, CumulativeLayerNorm, DepthwiseConv1d, PReLU, make_norm
+from metalearn_sep.models.conv_tasnet import ConvTasNet, CumulativeLayerNorm, DepthwiseConv1d, PReLU, fourier_start_, make_norm
 
 SMALL = dict(num_sources=3, N=32, L=8, B=16, H=24, Sc=16, P=3, X=3, R=2)
 """A small configuration for the behavioural tests (stride 4)."""
@@ -372,3 +372,32 @@ def test_receptive_field_reproduces_the_paper_table(L, X, R, seconds):
     field = ConvTasNet(num_sources=1, N=8, L=L, B=4, H=8, Sc=4, X=X, R=R).receptive_field()
     exact = Decimal(field.samples) / Decimal(8000)
     assert str(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) == seconds
+
+
+def test_fourier_start_writes_hann_windowed_sinusoids_that_the_decoder_inverts():
+    torch.manual_seed(0)
+    model = ConvTasNet(N=32, L=16, B=8, H=16, Sc=8, X=2, R=1)
+    scale = model.encoder.conv.weight.detach().norm(dim=-1).mean()
+    fourier_start_(model)
+    rows = model.encoder.conv.weight.detach()[:, 0].double()
+    n = torch.arange(16, dtype=torch.float64)
+    window = torch.hann_window(16, periodic=True, dtype=torch.float64)
+    f = 0.5 * 5 / 15  # the 6th of 16 frequencies from 0 to 0.5
+    for row, wave in ((rows[5], torch.cos(2 * torch.pi * f * n)), (rows[16 + 5], torch.sin(2 * torch.pi * f * n))):
+        expected = wave * window
+        assert torch.allclose(row, expected / expected.norm() * scale, atol=1e-6)
+    torch.testing.assert_close(rows.norm(dim=-1)[1:16], torch.full((15,), scale.item(), dtype=torch.float64), rtol=1e-5, atol=0)
+    decoder = model.decoder.conv_transpose.weight.detach()[:, 0].double()
+    ratio = (decoder * rows).sum() / rows.pow(2).sum()
+    assert torch.allclose(decoder, rows * ratio, atol=1e-6)  # one scalar times the same basis
+    x = torch.randn(1, 1, 4000)
+    with torch.no_grad():
+        y = model.decoder(model.encoder(x))[..., : x.shape[-1]]
+    snr = 10 * torch.log10(x.pow(2).sum() / (y - x).pow(2).sum())
+    assert snr > 10.0
+    assert model(x).shape == (1, 4, 1, 4000)
+
+
+def test_fourier_start_rejects_an_odd_number_of_filters():
+    with pytest.raises(ValueError, match="even number of encoder filters N, got N=33"):
+        fourier_start_(ConvTasNet(N=33, L=16, B=8, H=16, Sc=8, X=2, R=1))
