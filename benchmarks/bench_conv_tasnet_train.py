@@ -3,10 +3,14 @@ improvement on held-out synthetic-band songs within 5 minutes of training on 2 C
 
 Trains the cpu-profile model (metalearn_sep.config.CONV_TASNET_SIZES["cpu"]) for a
 wall-clock budget, then evaluates on the cpu profile's held-out test songs. With a constant
-learning rate it trains chunks of steps until the next chunk would overrun the budget. A
-decaying schedule (wsd, cosine) needs the number of steps first: 20 steps of a throw-away
-copy time the run (inside the budget) and the plan is 90 % of the rest divided by that
-time. Prints the figure, the steps taken and the machine load.
+learning rate it trains chunks of 25 steps until the next chunk would overrun the budget. A
+decaying schedule (wsd, cosine) needs its length in steps, which the machine's speed
+decides: after every chunk the period is re-planned as the steps taken plus the seconds
+left (less one) over the step time of the last four chunks, so the decay ends when the
+budget does however the speed drifts. (Until 2026-12-03 a 20-step probe timed the run once
+at the start and 90 % of the time left was planned: those plans ended after 238-287 s of
+the 300, or overran and were cut off mid-decay.) Prints the figure, the steps taken and
+the machine load.
 
 The two cores are used by two training processes of one thread each (``--processes 2``:
 the Trainer's DistributedDataParallel over gloo, each process rendering and running half
@@ -98,6 +102,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -106,12 +111,14 @@ import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.optim.lr_scheduler import LambdaLR
 
 from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_TRAINING, PROFILES
 from metalearn_sep.data.band import BandDataset
 from metalearn_sep.data.pool import SongPool
 from metalearn_sep.models import ConvTasNet
 from metalearn_sep.models.conv_tasnet import fourier_start_
+from metalearn_sep.optim import schedule_factor
 from metalearn_sep.recipe import process_group
 from metalearn_sep.train import Trainer, evaluate
 
@@ -120,8 +127,8 @@ RECIPE = CONV_TASNET_TRAINING["cpu"]
 SEGMENT = 2.0
 COMPILE = False
 PROCESSES = 2
-PROBE_STEPS = 20
-PLAN_SHARE = 0.9  # of the time left after the probe: in one run the steps ran 18 % slower than a 10-step probe
+RATE_CHUNKS = 4  # the step time that plans the schedule is measured over the last this many chunks
+END_MARGIN = 1.0  # seconds of the budget left unplanned
 
 
 def main() -> int:
@@ -139,7 +146,7 @@ def main() -> int:
     parser.add_argument("--model", type=json.loads, default={}, help='JSON overrides of the model, e.g. \'{"L": 16, "N": 128, "mask": "sigmoid"}\'')
     parser.add_argument("--seed", type=int, default=0, help="seeds the model's initial weights, the batch order and the pool's crops")
     parser.add_argument("--weights-seed", type=int, default=None, help="seeds the initial weights instead of --seed")
-    parser.add_argument("--init", choices=("random", "fourier"), default="random", help="encoder/decoder start: PyTorch's random filters or fourier_start_")
+    parser.add_argument("--init", choices=("random", "fourier", "fourier-sqrt-hann"), default="random", help="encoder/decoder start: PyTorch's random filters or fourier_start_ (Hann or square-root Hann window)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=COMPILE, help="torch.compile the model (Trainer option)")
     args = parser.parse_args()
     if args.processes < 1 or args.batch % args.processes:
@@ -182,29 +189,36 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
     with process_group("cpu"):
         start = time.perf_counter()
         if args.songs:
-            train.fill()  # inside the budget, and before the probe so that it times steps, not rendering
-        planned = None  # a constant rate needs no plan: train until the next chunk would overrun the budget
-        if args.schedule != "constant":
-            probe = Trainer(ConvTasNet(**sizes), train, **settings)
-            probe.fit(2)
-            warm = probe.elapsed
-            probe.fit(2 + PROBE_STEPS)
-            step_seconds = (probe.elapsed - warm) / PROBE_STEPS
-            del probe
-            planned = int(agreed(max(args.chunk, int(PLAN_SHARE * (args.budget - (time.perf_counter() - start)) / step_seconds))))
+            train.fill()  # inside the budget, so that the steps are timed without rendering
         torch.manual_seed(args.seed if args.weights_seed is None else args.weights_seed)
         model = ConvTasNet(**sizes)
-        if args.init == "fourier":
-            fourier_start_(model)
-        trainer = Trainer(model, train, schedule=args.schedule, schedule_period=planned or 0, schedule_decay=args.decay, compile=args.compile, **settings)
-        last = 0.0  # seconds the previous chunk took (the first one includes torch.compile's warm-up)
-        while planned is None or trainer.step < planned:
-            begun = time.perf_counter()
-            if agreed(begun - start + last > args.budget):
-                break
-            trainer.fit(trainer.step + args.chunk if planned is None else min(planned, trainer.step + args.chunk))
-            last = time.perf_counter() - begun
-        seconds = time.perf_counter() - start  # the probe and the compilation included
+        if args.init != "random":
+            fourier_start_(model, window={"fourier": "hann", "fourier-sqrt-hann": "sqrt-hann"}[args.init])
+        trainer = Trainer(model, train, compile=args.compile, **settings)  # constant rate; a decaying schedule follows
+        planned = [1e12]  # the schedule's period in steps: flat until re-planned from the measured step rate
+        if args.schedule != "constant":
+            trainer.scheduler = LambdaLR(trainer.optimizer, lambda step: schedule_factor(step, args.schedule, 0, planned[0], args.decay))
+        marks = [(0.0, 0)]  # (seconds since start, steps) after each chunk
+        while True:
+            left = agreed(args.budget - END_MARGIN - (time.perf_counter() - start))
+            if len(marks) > 2:  # the first chunk (warm-up, torch.compile) is left out of the rate
+                (t0, s0), (t1, s1) = marks[max(1, len(marks) - 1 - RATE_CHUNKS)], marks[-1]
+                step_seconds = agreed((t1 - t0) / (s1 - s0))
+            else:
+                step_seconds = agreed(marks[-1][0] / max(1, marks[-1][1]))
+            if args.schedule == "constant":
+                stop = trainer.step + args.chunk
+                if left < step_seconds * args.chunk:
+                    break  # the next chunk would overrun the budget
+            else:
+                if len(marks) > 2:  # the period that ends the schedule when the budget runs out
+                    planned[0] = agreed(trainer.step + max(0.0, left) / step_seconds)
+                stop = min(trainer.step + args.chunk, math.ceil(planned[0]))
+                if stop <= trainer.step or left <= 0:
+                    break
+            trainer.fit(stop)
+            marks.append((time.perf_counter() - start, trainer.step))
+        seconds = time.perf_counter() - start  # the compilation included
         steps = trainer.step
         del trainer
     if rank:
@@ -212,7 +226,7 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
     scores = evaluate(model, test, batch_size=2, device="cpu")
     weights = "" if args.weights_seed is None else f", weights seed {args.weights_seed}"
     print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters, {args.init} start, seed {args.seed}{weights}")
-    plan = f" of {planned} planned" if planned else ""
+    plan = f" (schedule period {planned[0]:.0f})" if args.schedule != "constant" else ""
     data = f"crops of {args.songs} pooled songs" if args.songs else "fresh crops"
     print(f"trained {steps}{plan} steps (batch {args.batch} x {args.segment:g} s {data} at {rate} Hz, Adam lr {args.lr:g}, {args.schedule}"
           f"{', torch.compile' if args.compile else ''}) in {seconds:.0f} s, {args.processes} process(es) on {args.threads} threads; "
