@@ -66,7 +66,7 @@ def test_from_torchaudio_matches_output_and_parameter_count(config, count):
     torch.manual_seed(0)
     reference = torchaudio_model(**config)
     ours = ConvTasNet.from_torchaudio(reference)
-    assert ours.config == {**config, "norm": "gLN", "causal": False}
+    assert ours.config == {**config, "norm": "gLN", "causal": False, "start": "random"}
     total = sum(p.numel() for p in ours.parameters())
     assert total == sum(p.numel() for p in reference.parameters()) == expected_parameters(**config)["total"]
     if count is not None:
@@ -399,7 +399,7 @@ def test_fourier_start_writes_hann_windowed_sinusoids_that_the_decoder_inverts()
     torch.manual_seed(0)
     model = ConvTasNet(N=32, L=16, B=8, H=16, Sc=8, X=2, R=1)
     scale = model.encoder.conv.weight.detach().norm(dim=-1).mean()
-    fourier_start_(model)
+    fourier_start_(model, window="hann")
     rows = model.encoder.conv.weight.detach()[:, 0].double()
     n = torch.arange(16, dtype=torch.float64)
     window = torch.hann_window(16, periodic=True, dtype=torch.float64)
@@ -428,14 +428,29 @@ def reconstruction_snr(model: ConvTasNet, x: torch.Tensor) -> float:
 def test_fourier_start_with_a_square_root_hann_window_is_a_near_tight_frame():
     torch.manual_seed(0)
     hann, root = (ConvTasNet(N=256, L=64, B=8, H=16, Sc=8, X=2, R=1) for _ in range(2))
-    fourier_start_(hann)
-    fourier_start_(root, window="sqrt-hann")
+    fourier_start_(hann, window="hann")
+    fourier_start_(root)  # the default window: square-root Hann
     rows = root.encoder.conv.weight.detach()[:, 0].double()
     n = torch.arange(64, dtype=torch.float64)
     expected = torch.cos(2 * torch.pi * 0.5 * 40 / 127 * n) * torch.hann_window(64, periodic=True, dtype=torch.float64).sqrt()
     assert torch.allclose(rows[40] / rows[40].norm(), expected / expected.norm(), atol=1e-6)
     x = torch.randn(1, 1, 16000, generator=torch.Generator().manual_seed(1))
     assert reconstruction_snr(root, x) > 25.0 > 15.0 > reconstruction_snr(hann, x) > 10.0
+
+
+def test_fourier_start_in_the_constructor_changes_only_the_encoder_and_decoder():
+    torch.manual_seed(3)
+    random = ConvTasNet(N=32, L=16, B=8, H=16, Sc=8, X=2, R=1)
+    torch.manual_seed(3)
+    fourier = ConvTasNet(N=32, L=16, B=8, H=16, Sc=8, X=2, R=1, start="fourier")
+    assert fourier.config["start"] == "fourier" and random.config["start"] == "random"
+    expected = fourier_start_(random)  # the same seed, then the start: the same weights, all of them
+    for (name, a), (_, b) in zip(fourier.state_dict().items(), expected.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="start must be one of random, fourier, got 'dct'"):
+        ConvTasNet(N=32, L=16, B=8, H=16, Sc=8, X=2, R=1, start="dct")
+    with pytest.raises(ValueError, match='start="fourier" needs an even number of encoder filters N, got N=33'):
+        ConvTasNet(N=33, L=16, B=8, H=16, Sc=8, X=2, R=1, start="fourier")
 
 
 def test_fourier_start_rejects_an_odd_number_of_filters_and_unknown_windows():

@@ -50,6 +50,7 @@ NORM_EPS = 1e-8
 """Epsilon of every normalisation (the value torchaudio uses)."""
 
 MASKS = ("sigmoid", "relu", "softmax")
+STARTS = ("random", "fourier")
 
 
 class GlobalLayerNorm(nn.GroupNorm):
@@ -436,6 +437,10 @@ class ConvTasNet(nn.Module):
         causal: a causal model (left-padded depthwise convs; needs norm="cLN"). Its output
             at sample t depends on input samples up to t + L - 1 only: the one window of
             look-ahead of the encoder/decoder.
+        start: the encoder's and decoder's initial filters: "random" (PyTorch's default, as
+            in the paper and torchaudio) or "fourier" (:func:`fourier_start_` with its
+            square-root Hann window; needs an even N). The rest is initialised the same
+            either way, so one seed gives the same mask network with both.
     """
 
     def __init__(
@@ -452,6 +457,7 @@ class ConvTasNet(nn.Module):
         norm: str = "gLN",
         mask: str = "sigmoid",
         causal: bool = False,
+        start: str = "random",
     ) -> None:
         super().__init__()
         sizes = {"num_sources": num_sources, "N": N, "L": L, "B": B, "H": H, "Sc": Sc, "P": P, "X": X, "R": R}
@@ -466,11 +472,17 @@ class ConvTasNet(nn.Module):
                 raise ValueError(f"norm={norm!r} needs N and H divisible by {groups}, got N={N}, H={H}.")
         if causal and norm != "cLN":
             raise ValueError(f'A causal model needs norm="cLN" (other norms use future frames), got {norm!r}.')
-        self.config = {**sizes, "norm": norm, "mask": mask, "causal": bool(causal)}
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}.")
+        if start == "fourier" and N % 2:
+            raise ValueError(f'start="fourier" needs an even number of encoder filters N, got N={N}.')
+        self.config = {**sizes, "norm": norm, "mask": mask, "causal": bool(causal), "start": start}
         self.num_sources, self.L, self.stride = num_sources, L, L // 2
         self.encoder = Encoder(N, L)
         self.mask_network = MaskNetwork(N, B, H, Sc, P, X, R, num_sources, norm=norm, mask=mask, causal=causal)
         self.decoder = Decoder(N, L)
+        if start == "fourier":
+            fourier_start_(self)
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """Separate ``mixture`` ``(batch, 1, time)`` into ``(batch, sources, 1, time)``."""
@@ -602,14 +614,16 @@ class ConvTasNet(nn.Module):
         return ours
 
 
-def fourier_start_(model: ConvTasNet, window: str = "hann") -> ConvTasNet:
+def fourier_start_(model: ConvTasNet, window: str = "sqrt-hann") -> ConvTasNet:
     """Replace ``model``'s random encoder U and decoder V with a windowed Fourier basis, in place.
 
     Row ``k`` of U ``(N, 1, L)`` is ``w[n] cos(2π f_k n)`` for the first N/2 rows and
     ``w[n] sin(2π f_k n)`` for the rest, with ``w`` a periodic window of length L
-    (``window="hann"`` or ``"sqrt-hann"``) and ``f_k`` N/2 frequencies evenly spaced from 0 to 0.5 cycles per sample (0 to half the
-    rate; the sine rows at 0 and 0.5 are zero and start silent); the rows keep the mean norm
-    of the random ones they replace, so the mask network sees latents of the usual scale. V is the same basis times the one scalar that best
+    (``window="sqrt-hann"``, the default and ``ConvTasNet(start="fourier")``'s, or
+    ``"hann"``) and ``f_k`` N/2 frequencies evenly spaced from 0 to 0.5 cycles per sample
+    (0 to half the rate; the sine rows at 0 and 0.5 are zero and start silent); the rows
+    keep the mean norm of the random ones they replace, so the mask network sees latents
+    of the usual scale. V is the same basis times the one scalar that best
     inverts U in the least-squares sense on white noise (``V(U(x)) ≈ x``). At L = 64 that
     reconstructs at about 13 dB SNR with the Hann window, whose square does not add up to a
     constant at hop L/2, and at about 31 dB with the square-root Hann window, whose square
