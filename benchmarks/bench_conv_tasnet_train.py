@@ -20,12 +20,30 @@ rendering the batch (4 x 0.04 s, one core idle) and gains only 1.2x from its sec
 in the rest.
 
 Defaults: the cpu profile's model and Trainer settings (config.CONV_TASNET_SIZES["cpu"] and
-CONV_TASNET_TRAINING["cpu"]): L = 64, N = 256, softmax masks; Adam at 3e-3 with the wsd
-schedule (flat, then a linear decay to zero over the last 30 % of the plan); batch 4 x 2 s.
-``--model`` overrides the model's arguments; ``--seed`` seeds the initial weights and the batch
-order; ``--songs N`` crops from a :class:`~metalearn_sep.data.pool.SongPool` of N songs rendered
-once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement after 5 minutes:
+CONV_TASNET_TRAINING["cpu"]): L = 64, N = 128, softmax masks, the Fourier start of the
+encoder and decoder (``start="fourier"``); Adam at 3e-3 with the wsd schedule (flat, then a
+linear decay to zero over the last 30 % of the plan); batch 4 x 2 s. ``--model`` overrides
+the model's arguments: the runs below before the N = 128 ones had N = 256, so they repeat
+with ``'{"N": 256}'`` added to their ``--model``, and ``'{"N": 256, "start": "random"}'`` up to
+the Fourier start's; ``--seed`` seeds the initial weights and the batch order; ``--songs N`` crops from a :class:`~metalearn_sep.data.pool.SongPool` of N songs
+rendered once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
+after 5 minutes:
 
+* 2026-12-03, later, the same fast machine (somewhat slower that afternoon), with the
+  schedule re-planned after every chunk: ``--init fourier`` (a Hann window, an option of
+  the script then) seeds 0, 1, 2: 9.81, 9.51, 9.43 dB (1,511, 1,475, 1,488 steps); the
+  square-root Hann window, now ``start="fourier"``, run alternately with those: 9.80, 9.66,
+  9.70 dB (1,557, 1,502, 1,578 steps; mean 9.72 dB against 9.58). Then the training step
+  got 1.47x faster (the decoder's overlap-add and the depthwise conv's written-out forward,
+  see :class:`~metalearn_sep.models.conv_tasnet.Decoder`): 9.97, 9.91, 9.83 dB (1,834,
+  1,976, 1,837 steps; drums 16.3-16.6, bass 11.0-11.2, other 5.1-5.3, vocals 6.8-7.0),
+  **mean 9.90 dB**. The same with ``--decay 0.5``, seed 0: 9.92 dB (1,763 steps), no gain.
+  Then N = 128 (half the encoder's rows, so the mask conv, the masking and the decoder
+  halve; 360,217 parameters): seed 0 10.24 dB (2,150 steps, with the script's ``--init``
+  of then), and the script as committed, the recipe of ``CONV_TASNET_SIZES["cpu"]`` since,
+  seeds 0, 1, 2, 3, 4: 10.47, 10.13, 10.13, 10.07, 10.06 dB (2,591, 2,273, 2,098, 2,169,
+  1,959 steps; drums 16.6-17.0, bass 11.2-11.6, other 5.2-5.7, vocals 7.0-7.6), **mean
+  10.17 dB, every seed above the 10 dB target**;
 * 2026-12-02, on a machine that ran the model about 1.7x faster than the one below: the
   script as committed (fused Adam), seed 0: 9.73 dB (1,591 steps; drums 16.3, bass 11.0,
   other 5.0, vocals 6.7); seed 1: 8.22 dB (1,497 steps; drums 15.0, bass 10.8, other 4.0,
@@ -60,7 +78,7 @@ once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
   step count, decide whether other and vocals get going. One run, and the one result
   above 10 dB so far. Seed 0's encoder and decoder with seed 1's mask network: 8.26 dB, but
   that run's plan overran and it stopped mid-decay (1,750 of 2,095 steps). A Fourier start
-  for the encoder and decoder (a throw-away copy doing what ``--init fourier`` now does with
+  for the encoder and decoder (a throw-away copy doing what ``--init fourier`` did at commit a4b5893 with
   :func:`~metalearn_sep.models.conv_tasnet.fourier_start_`; N/2 frequencies evenly spaced from 0 to
   half the rate, a cosine and a sine row each, times a Hann window of length L, rows at
   the mean norm of PyTorch's default rows, the decoder the same basis times the
@@ -90,12 +108,15 @@ once instead of fresh songs. Measured on 2 shared cores, mean SI-SDR improvement
   8.7 dB. On the slower machine torch.compile took 90 s for its first step and was then
   no faster (0.65 s a step against 0.56-0.60 s eager).
 
-Drums and bass are learned first and land within 1.5 dB of each other on every seed; other
-and vocals vary most from run to run (3.1-6.9 dB across the runs above), and where they
-stall near 3-4 dB (seeds 1 and 2) twice the steps do not lift them: the next gain has to
-come from what the model can tell apart, not from a faster step.
+Drums and bass are learned first and land within 1.5 dB of each other on every seed. With
+random filters other and vocals varied most from run to run (3.1-6.9 dB across the runs
+above), and where they stalled near 3-4 dB (seeds 1 and 2) twice the steps did not lift
+them; the Fourier start of the encoder and decoder removed the stall (other 4.8-5.5 dB,
+vocals 5.9-7.4 dB on every seed since), and from there more steps did help: the 1.47x
+faster step gave +0.13 to +0.25 dB seed for seed, and N = 128, whose steps are faster
+again, the rest.
 
-    python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2] [--processes 2] [--model JSON] [--init fourier]
+    python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2] [--processes 2] [--model JSON] [--seed S]
 """
 
 from __future__ import annotations
@@ -117,7 +138,6 @@ from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_TRAINING, PROFIL
 from metalearn_sep.data.band import BandDataset
 from metalearn_sep.data.pool import SongPool
 from metalearn_sep.models import ConvTasNet
-from metalearn_sep.models.conv_tasnet import fourier_start_
 from metalearn_sep.optim import schedule_factor
 from metalearn_sep.recipe import process_group
 from metalearn_sep.train import Trainer, evaluate
@@ -146,7 +166,6 @@ def main() -> int:
     parser.add_argument("--model", type=json.loads, default={}, help='JSON overrides of the model, e.g. \'{"L": 16, "N": 128, "mask": "sigmoid"}\'')
     parser.add_argument("--seed", type=int, default=0, help="seeds the model's initial weights, the batch order and the pool's crops")
     parser.add_argument("--weights-seed", type=int, default=None, help="seeds the initial weights instead of --seed")
-    parser.add_argument("--init", choices=("random", "fourier", "fourier-sqrt-hann"), default="random", help="encoder/decoder start: PyTorch's random filters or fourier_start_ (Hann or square-root Hann window)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=COMPILE, help="torch.compile the model (Trainer option)")
     args = parser.parse_args()
     if args.processes < 1 or args.batch % args.processes:
@@ -192,8 +211,6 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
             train.fill()  # inside the budget, so that the steps are timed without rendering
         torch.manual_seed(args.seed if args.weights_seed is None else args.weights_seed)
         model = ConvTasNet(**sizes)
-        if args.init != "random":
-            fourier_start_(model, window={"fourier": "hann", "fourier-sqrt-hann": "sqrt-hann"}[args.init])
         trainer = Trainer(model, train, compile=args.compile, **settings)  # constant rate; a decaying schedule follows
         planned = [1e12]  # the schedule's period in steps: flat until re-planned from the measured step rate
         if args.schedule != "constant":
@@ -225,7 +242,7 @@ def run(rank: int, args: argparse.Namespace, port: int | None, verdict=None) -> 
         return 0
     scores = evaluate(model, test, batch_size=2, device="cpu")
     weights = "" if args.weights_seed is None else f", weights seed {args.weights_seed}"
-    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters, {args.init} start, seed {args.seed}{weights}")
+    print(f"cpu profile Conv-TasNet {sizes}, {sum(p.numel() for p in model.parameters()):,} parameters, seed {args.seed}{weights}")
     plan = f" (schedule period {planned[0]:.0f})" if args.schedule != "constant" else ""
     data = f"crops of {args.songs} pooled songs" if args.songs else "fresh crops"
     print(f"trained {steps}{plan} steps (batch {args.batch} x {args.segment:g} s {data} at {rate} Hz, Adam lr {args.lr:g}, {args.schedule}"

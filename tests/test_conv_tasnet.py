@@ -408,6 +408,7 @@ def test_fourier_start_writes_hann_windowed_sinusoids_that_the_decoder_inverts()
         expected = wave * window
         assert torch.allclose(row, expected / expected.norm() * scale, atol=1e-6)
     torch.testing.assert_close(rows.norm(dim=-1)[1:16], torch.full((15,), scale.item(), dtype=torch.float64), rtol=1e-5, atol=0)
+    assert not rows[16].any() and not rows[31].any()  # the sines at 0 and 0.5 cycles per sample start silent
     decoder = model.decoder.conv_transpose.weight.detach()[:, 0].double()
     ratio = (decoder * rows).sum() / rows.pow(2).sum()
     assert torch.allclose(decoder, rows * ratio, atol=1e-6)  # one scalar times the same basis

@@ -631,7 +631,9 @@ def fourier_start_(model: ConvTasNet, window: str = "sqrt-hann") -> ConvTasNet:
 
     In 5-minute runs of the cpu model (``benchmarks/bench_conv_tasnet_train.py``, whose
     docstring has the figures) this start lifted other and vocals out of the stall that some
-    random starts fall into: seeds 0-2 gave a mean of 9.64 dB against 8.77 dB.
+    random starts fall into: at N = 256, seeds 0-2 gave 9.64 dB on average with the Hann
+    window and 9.72 dB with the square-root Hann window, against 8.77 dB from random
+    filters, and the seed moved the result by 0.2-0.4 dB instead of 1.5 dB.
 
     Raises:
         ValueError: for an odd N (the basis pairs a cosine and a sine per frequency) or an
@@ -648,7 +650,9 @@ def fourier_start_(model: ConvTasNet, window: str = "sqrt-hann") -> ConvTasNet:
     taper = torch.hann_window(L, periodic=True, dtype=torch.float64)
     basis = torch.cat([phase.cos(), phase.sin()]) * (taper.sqrt() if window == "sqrt-hann" else taper)
     scale = weight.detach().double().norm(dim=-1).mean()
-    basis = (basis / basis.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(basis.dtype).tiny) * scale)[:, None, :]
+    norms = basis.norm(dim=-1, keepdim=True)
+    silent = norms <= 1e-9 * norms.max()  # the sines at 0 and at 0.5 cycles (sin(π n) is zero but for rounding)
+    basis = torch.where(silent, 0.0, basis / norms.clamp_min(torch.finfo(basis.dtype).tiny) * scale)[:, None, :]
     decoder = model.decoder.conv_transpose.weight
     with torch.no_grad():
         weight.copy_(basis)
