@@ -40,10 +40,13 @@ after 5 minutes:
   **mean 9.90 dB**. The same with ``--decay 0.5``, seed 0: 9.92 dB (1,763 steps), no gain.
   Then N = 128 (half the encoder's rows, so the mask conv, the masking and the decoder
   halve; 360,217 parameters): seed 0 10.24 dB (2,150 steps, with the script's ``--init``
-  of then), and the script as committed, the recipe of ``CONV_TASNET_SIZES["cpu"]`` since,
-  seeds 0, 1, 2, 3, 4: 10.47, 10.13, 10.13, 10.07, 10.06 dB (2,591, 2,273, 2,098, 2,169,
-  1,959 steps; drums 16.6-17.0, bass 11.2-11.6, other 5.2-5.7, vocals 7.0-7.6), **mean
-  10.17 dB, every seed above the 10 dB target**;
+  of then), and the recipe of ``CONV_TASNET_SIZES["cpu"]`` since, seeds 0, 1, 2, 3, 4:
+  10.47, 10.13, 10.13, 10.07, 10.06 dB (2,591, 2,273, 2,098, 2,169, 1,959 steps; drums
+  16.6-17.0, bass 11.2-11.6, other 5.2-5.7, vocals 7.0-7.6), mean 10.17 dB. In those runs
+  the Fourier start's sine row at 0.5 cycles per sample was rounding noise scaled to full
+  norm; with it silent, the script as committed, seeds 0, 1, 2: 10.14, 10.08, 10.14 dB
+  (2,093, 2,117, 2,308 steps; drums 16.7-16.8, bass 11.3-11.5, other 5.2-5.4, vocals
+  7.0-7.3), **mean 10.12 dB: every seed of the eight runs above the 10 dB target**;
 * 2026-12-02, on a machine that ran the model about 1.7x faster than the one below: the
   script as committed (fused Adam), seed 0: 9.73 dB (1,591 steps; drums 16.3, bass 11.0,
   other 5.0, vocals 6.7); seed 1: 8.22 dB (1,497 steps; drums 15.0, bass 10.8, other 4.0,

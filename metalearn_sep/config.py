@@ -112,8 +112,9 @@ four times fewer latent frames, so more than twice the training steps in five mi
 softmax mask across the sources, and an encoder and decoder that start from a windowed
 Fourier basis (``start="fourier"``, :func:`~metalearn_sep.models.conv_tasnet.fourier_start_`)
 instead of random filters. It reaches the chapter's target, >= 10 dB mean SI-SDR
-improvement after 5 minutes on 2 CPU cores, with each of the five seeds measured (10.06-10.47
-dB, mean 10.17 dB; the benchmark's docstring has them); N = 256 fell 0.1 dB short (mean 9.90 dB). Against the earlier L = 16, N = 128 sigmoid model, in 5-minute
+improvement after 5 minutes on 2 CPU cores with every seed measured (10.14, 10.08 and 10.14 dB
+for seeds 0-2, 10.06-10.47 dB for seeds 0-4 just before the last fix of the start; the
+benchmark's docstring has them); N = 256 fell 0.1 dB short (mean 9.90 dB). Against the earlier L = 16, N = 128 sigmoid model, in 5-minute
 runs on 2 CPU cores (``benchmarks/bench_conv_tasnet_train.py``, whose docstring lists every
 setting tried) the window and masks gained 1.3 dB of mean SI-SDR improvement in one process
 (8.32 against 7.02 dB on one machine); with random filters the benchmark's two processes
