@@ -12,9 +12,10 @@ Where ours gains: the backward passes of its PReLU and depthwise conv are writte
 (PyTorch's CPU ones are several times slower), and each block's residual and skip 1x1
 convs run as one conv with B + Sc outputs. Since 2026-12-03 the depthwise conv's forward
 is written out too and the decoder is a matrix product and an overlap-add whenever
-gradients are needed; that took the cpu profile's model (L = 64, N = 256) from 120 to 82
-ms a training step (batch 2 x 2 s, one thread), but did not move this ratio at the paper's
-L = 16: 1.375 before and 1.345 after, one run each on 2 shared cores.
+gradients are needed (``benchmarks/bench_conv_tasnet_layers.py`` times both against
+PyTorch's convs: 1.66x for the decoder, 1.1-2.3x for the depthwise conv, 1.22x for a whole
+cpu-model step, one thread, 2026-12-03); that did not move this ratio at the paper's L = 16:
+1.375 before and 1.345 after, one run each on 2 shared cores.
 
 Target: ratio = torchaudio / ours >= 1.0 (ours is not slower). Exits 1 if it is missed or if
 the outputs differ by more than 1e-5.

@@ -34,8 +34,10 @@ after 5 minutes:
   the script then) seeds 0, 1, 2: 9.81, 9.51, 9.43 dB (1,511, 1,475, 1,488 steps); the
   square-root Hann window, now ``start="fourier"``, run alternately with those: 9.80, 9.66,
   9.70 dB (1,557, 1,502, 1,578 steps; mean 9.72 dB against 9.58). Then the training step
-  got 1.47x faster (the decoder's overlap-add and the depthwise conv's written-out forward,
-  see :class:`~metalearn_sep.models.conv_tasnet.Decoder`): 9.97, 9.91, 9.83 dB (1,834,
+  got faster (the decoder's overlap-add and the depthwise conv's written-out forward, see
+  :class:`~metalearn_sep.models.conv_tasnet.Decoder`; 120 against 82 ms a step of batch 2 x 2 s
+  on one thread in a throw-away timing, before and after; ``bench_conv_tasnet_layers.py``
+  times the layers side by side): 9.97, 9.91, 9.83 dB (1,834,
   1,976, 1,837 steps; drums 16.3-16.6, bass 11.0-11.2, other 5.1-5.3, vocals 6.8-7.0),
   **mean 9.90 dB**. The same with ``--decay 0.5``, seed 0: 9.92 dB (1,763 steps), no gain.
   Then N = 128 (half the encoder's rows, so the mask conv, the masking and the decoder
@@ -115,8 +117,8 @@ Drums and bass are learned first and land within 1.5 dB of each other on every s
 random filters other and vocals varied most from run to run (3.1-6.9 dB across the runs
 above), and where they stalled near 3-4 dB (seeds 1 and 2) twice the steps did not lift
 them; the Fourier start of the encoder and decoder removed the stall (other 4.8-5.5 dB,
-vocals 5.9-7.4 dB on every seed since), and from there more steps did help: the 1.47x
-faster step gave +0.13 to +0.25 dB seed for seed, and N = 128, whose steps are faster
+vocals 5.9-7.4 dB on every seed since), and from there more steps did help: the faster
+step (about 1.2x more steps) gave +0.13 to +0.25 dB seed for seed, and N = 128, whose steps are faster
 again, the rest.
 
     python benchmarks/bench_conv_tasnet_train.py [--budget 300] [--threads 2] [--processes 2] [--model JSON] [--seed S]

@@ -126,6 +126,11 @@ class Encoder(nn.Module):
         return self.conv(x)
 
 
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd will want gradients of an op on ``tensors`` (the layers below then take their training form)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 class Decoder(nn.Module):
     """The synthesis filterbank: a transposed 1-D conv from N channels to 1, length L, hop L/2, no bias.
 
@@ -139,8 +144,8 @@ class Decoder(nn.Module):
     is: one matrix product ``V^T @ latent`` giving ``(batch, L, frames)`` windows, then their
     overlap-add (``F.fold``). The same sum in another order (it differs from the conv by
     float32 rounding, and is nearer the float64 result); on a CPU its forward and backward
-    run about 2.6x faster than the transposed conv's (12 against 31 ms for 8 x 2 s at 8 kHz,
-    L = 64, N = 256, one thread).
+    run several times faster than the transposed conv's (``benchmarks/bench_conv_tasnet_layers.py``
+    prints the ratio).
 
     Args:
         N: number of latent channels.
@@ -153,7 +158,7 @@ class Decoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         weight = self.conv_transpose.weight
-        if not (torch.is_grad_enabled() and (latent.requires_grad or weight.requires_grad)):
+        if not _needs_grad(latent, weight):
             return self.conv_transpose(latent)
         L, hop, crop, frames = weight.shape[-1], self.conv_transpose.stride[0], self.conv_transpose.padding[0], latent.shape[-1]
         windows = torch.matmul(weight[:, 0].to(latent.dtype).t(), latent)  # (batch, L, frames)
@@ -274,7 +279,7 @@ class DepthwiseConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
-        if not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
+        if not _needs_grad(x, weight, bias):
             d, right = self.dilation[0], self.dilation[0] * (self.kernel_size[0] - 1) - self.left  # PyTorch's conv: torchaudio's output bit for bit
             if self.left == right:
                 return F.conv1d(x, weight, bias, padding=right, dilation=d, groups=self.groups)
