@@ -1,4 +1,4 @@
-"""Audio I/O, resampling and input checks.
+"""Audio I/O, resampling, lengths and levels.
 
 Files are read and written with soundfile (``torchaudio.load/save`` need TorchCodec
 since torchaudio 2.9 and are not used). Tensors are channel-first ``(channel, time)``.
@@ -8,7 +8,6 @@ Every write is atomic: the file appears complete or not at all.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,47 +15,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-
-def check_rate(sample_rate: object, name: str = "sample_rate") -> int:
-    """Return ``sample_rate`` as an int, or raise ``ValueError`` if it is not a positive integer."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
-        raise ValueError(f"{name} must be a positive integer number of Hz, got {sample_rate!r}.")
-    if sample_rate <= 0 or int(sample_rate) != sample_rate:
-        raise ValueError(f"{name} must be a positive integer number of Hz, got {sample_rate!r}.")
-    return int(sample_rate)
-
-
-def check_duration(duration: object, name: str = "duration") -> float:
-    """Return ``duration`` as a float, or raise ``ValueError`` if it is not a positive finite number of seconds."""
-    if isinstance(duration, bool) or not isinstance(duration, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number of seconds, got {duration!r}.")
-    if not np.isfinite(duration) or duration <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {duration!r}.")
-    return float(duration)
-
-
-def check_waveform(x: torch.Tensor, name: str = "audio", ndim: int | None = None, channels: int | None = None) -> torch.Tensor:
-    """Raise ``ValueError`` unless ``x`` is a finite, non-empty floating tensor of the expected rank.
-
-    Args:
-        x: the waveform; time is the last axis.
-        name: what to call it in the message.
-        ndim: the expected number of dimensions, if fixed.
-        channels: the expected size of axis -2 (the channel axis), if fixed.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
-    if ndim is not None and x.dim() != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}.")
-    if channels is not None and (x.dim() < 2 or x.shape[-2] != channels):
-        raise ValueError(f"{name} must have {channels} channel(s) on axis -2, got shape {tuple(x.shape)}.")
-    if x.numel() == 0 or x.shape[-1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}).")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point, got {x.dtype}.")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite samples.")
-    return x
+from .atomic import atomic_write
+from .checks import check_rate, check_waveform
 
 
 def read_audio(path: str | os.PathLike, start: float = 0.0, duration: float | None = None) -> tuple[torch.Tensor, int]:
@@ -75,27 +35,6 @@ def read_audio(path: str | os.PathLike, start: float = 0.0, duration: float | No
     except sf.LibsndfileError as err:
         raise ValueError(f"Cannot read {path} as audio: {err}.") from None
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place.
-
-    A crash or an exception in ``write`` never leaves a partial file at ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_audio(path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, subtype: str | None = None) -> Path:
@@ -118,6 +57,30 @@ def resample(x: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     if orig_rate == new_rate:
         return x
     return AF.resample(x.contiguous(), orig_rate, new_rate)  # torchaudio views its input
+
+
+def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Crop or zero-pad the last axis of ``x`` to ``length`` samples."""
+    if x.shape[-1] >= length:
+        return x[..., :length]
+    return torch.nn.functional.pad(x, (0, length - x.shape[-1]))
+
+
+def unit_scale(x: torch.Tensor) -> torch.Tensor:
+    """The standard deviation of ``x`` over its last axis (kept, size 1), and 1 where ``x`` is silent."""
+    std = x.std(dim=-1, keepdim=True)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def unit_level(x: torch.Tensor) -> torch.Tensor:
+    """``x`` divided by its standard deviation over the last axis: the level every model of the course sees.
+
+    The separation losses are scale invariant but a network's input level is not: the
+    original code normalises every track this way before training and separation, and so
+    do the course's objective, its spectrogram statistics and :func:`~metalearn_sep.separate.separate`.
+    A silent signal stays silent (it is divided by 1).
+    """
+    return x / unit_scale(x)
 
 
 def to_mono(x: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 
 from . import SOURCES
-from .audio import check_duration, check_rate
+from .checks import check_duration, check_rate
 from .metrics import si_sdr
 from .plots import DYNAMIC_RANGE_DB, _as_waveform, log_spectrogram, palette_png, spectrogram
 

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import SOURCES
-from .audio import check_rate, resample
+from .audio import resample
+from .checks import check_rate
 from .metrics import si_sdr
 
 if TYPE_CHECKING:

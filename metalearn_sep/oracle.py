@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .audio import check_waveform
+from .checks import check_waveform
 
 MASKS = ("ibm", "irm")
 

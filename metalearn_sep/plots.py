@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from . import SOURCES
-from .audio import check_rate, check_waveform
+from .checks import check_rate, check_waveform
 
 DYNAMIC_RANGE_DB = 80.0
 """Default colour range of a spectrogram: from its loudest bin down this many dB."""

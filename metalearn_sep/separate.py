@@ -88,7 +88,8 @@ import torch
 from torch import nn
 
 from . import SOURCES
-from .audio import check_duration, check_rate, check_waveform, resample, write_audio
+from .audio import resample, write_audio
+from .checks import check_duration, check_rate, check_waveform
 from .models.meta_tasnet import MetaTasNet
 from .train import load_checkpoint
 

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import SOURCES
-from .audio import atomic_write
+from .atomic import atomic_write
 from .config import default_device
 from .losses import si_snr_loss
 from .metrics import si_sdr_improvement

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from metalearn_sep.audio import atomic_write
+from metalearn_sep.atomic import atomic_write
 
 LIMIT = 1 << 20
 

@@ -9,7 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from metalearn_sep.audio import atomic_write, check_duration, check_rate, check_waveform, read_audio, resample, to_mono, write_audio
+from metalearn_sep.atomic import atomic_write
+
+from metalearn_sep.audio import read_audio, resample, to_mono, write_audio
+
+from metalearn_sep.checks import check_duration, check_rate, check_waveform
 
 
 def test_write_then_read_round_trip(tmp_path):

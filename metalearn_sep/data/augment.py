@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import SOURCES
+from ..checks import check_seed
 
 GAIN_RANGE = (0.75, 1.25)
 """The recipe's per-stem gain range."""
@@ -95,11 +96,6 @@ def _check_fraction(fraction: object) -> float:
     return float(fraction)
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
-
 
 class AugmentedDataset(Dataset):
     """A dataset of ``(mixture, stems)`` items, augmented as in the Meta-TasNet recipe (see the module docstring).
@@ -139,7 +135,7 @@ class AugmentedDataset(Dataset):
         if not isinstance(random_channel, bool):
             raise ValueError(f"random_channel must be True or False, got {random_channel!r}.")
         self.dataset = dataset
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.gain = (float(gain[0]), float(gain[1]))
         self.random_channel = random_channel
         self.remix = _check_fraction(remix)

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from .. import SOURCES
-from ..audio import check_duration, check_rate
+from ..checks import check_duration, check_rate, check_seed
 
 BAND_EDGE = 0.45
 """Partials above ``BAND_EDGE * sample_rate`` are dropped (0.45 * 44.1 kHz = 19.8 kHz)."""
@@ -931,15 +931,10 @@ def _gate(c: _Canvas, silent: frozenset[int], bar: float, out: np.ndarray) -> No
             out[:, f0 - c.first : f0 - c.first + len(t)] *= 0.5 + 0.5 * np.cos(np.pi * t / _FADE_S)
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
-
 
 def song_info(seed: int) -> SongInfo:
     """Describe the song of ``seed``: tempo, key, chords, instruments, silent bars, gains, melody."""
-    return _compose(_check_seed(seed)).info
+    return _compose(check_seed(seed)).info
 
 
 def synthesize(seed: int, sample_rate: int, duration: float, stereo: bool = False) -> torch.Tensor:
@@ -956,7 +951,7 @@ def synthesize(seed: int, sample_rate: int, duration: float, stereo: bool = Fals
         Deterministic: the same arguments give bit-identical stems, and a shorter render
         is the start of a longer one.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     rate = check_rate(sample_rate)
     samples = round(check_duration(duration) * rate)
     if samples < 1:

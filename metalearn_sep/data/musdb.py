@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from metalearn_sep import SOURCES
-from metalearn_sep.audio import check_duration, check_rate, read_audio, resample
+from metalearn_sep.audio import fit_length, read_audio, resample, to_mono
+from metalearn_sep.checks import check_duration, check_rate, is_int
 from metalearn_sep.config import MUSDB_ENV
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -88,15 +89,6 @@ def _detect_layout(subset_dir: Path) -> tuple[bool, bool]:
     return has_hq, has_stems
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _fit(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Trim or zero-pad the last axis of ``x`` to ``length`` samples."""
-    if x.shape[-1] >= length:
-        return x[..., :length]
-    return torch.nn.functional.pad(x, (0, length - x.shape[-1]))
 
 
 class MusdbDataset(torch.utils.data.Dataset):
@@ -161,9 +153,9 @@ class MusdbDataset(torch.utils.data.Dataset):
         for name, flag in (("is_wav", is_wav), ("random_crop", random_crop)):
             if flag is not None and not isinstance(flag, bool):
                 raise ValueError(f"{name} must be True, False or None, got {flag!r}.")
-        if not _is_int(samples_per_track) or samples_per_track <= 0:
+        if not is_int(samples_per_track) or samples_per_track <= 0:
             raise ValueError(f"samples_per_track must be a positive integer, got {samples_per_track!r}.")
-        if not _is_int(seed) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
         self.split = split
         self.sample_rate = check_rate(sample_rate)
@@ -273,7 +265,7 @@ class MusdbDataset(torch.utils.data.Dataset):
 
     def excerpt(self, index: int) -> Excerpt:
         """Which track item ``index`` comes from, and where (samples at the track's own rate)."""
-        if not _is_int(index) or not 0 <= index < len(self):
+        if not is_int(index) or not 0 <= index < len(self):
             raise IndexError(f"{type(self).__name__} index must be an integer in [0, {len(self)}), got {index!r}.")
         index = int(index)
         track_index, k = divmod(index, self.samples_per_track)
@@ -294,10 +286,10 @@ class MusdbDataset(torch.utils.data.Dataset):
         track = self.tracks[track_index]
         audio = self._read(track, start, track.samples - start if length is None else length)
         if not self.stereo:
-            audio = audio.mean(dim=-2, keepdim=True)
+            audio = to_mono(audio)
         audio = resample(audio, track.rate, self.sample_rate)
         if length is not None:
-            audio = _fit(audio, int(round(self.segment * self.sample_rate)))
+            audio = fit_length(audio, int(round(self.segment * self.sample_rate)))
         stems = audio[1:].contiguous()
         mixture = stems.sum(dim=0) if self.mixture == "sum" else audio[0].contiguous()
         return mixture, stems
@@ -308,7 +300,7 @@ class MusdbDataset(torch.utils.data.Dataset):
         if self.is_wav:
             paths = [track.path] + [track.sources[name].path for name in SOURCES]
             return torch.stack(
-                [_fit(read_audio(path, start / track.rate, length / track.rate)[0], length) for path in paths]
+                [fit_length(read_audio(path, start / track.rate, length / track.rate)[0], length) for path in paths]
             )
         track.chunk_start, track.chunk_duration = start / track.rate, length / track.rate
         try:
@@ -318,7 +310,7 @@ class MusdbDataset(torch.utils.data.Dataset):
         if stems.ndim == 2:  # musdb squeezes the channel axis of mono files
             stems = stems[..., None]
         order = [0] + [track.sources[name].stem_id for name in SOURCES]
-        return _fit(torch.from_numpy(stems[order]).transpose(1, 2).contiguous(), length)
+        return fit_length(torch.from_numpy(stems[order]).transpose(1, 2).contiguous(), length)
 
     def __repr__(self) -> str:
         layout = "MUSDB18-HQ" if self.is_wav else "MUSDB18"

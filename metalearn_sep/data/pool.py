@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..audio import check_duration
+from ..checks import check_duration
 from .band import DEFAULT_SIZES
 
 DEFAULT_SIZE = DEFAULT_SIZES["train"]

@@ -41,13 +41,12 @@ two-layer network of chosen width: a plain encoder with the capacity of an enhan
 from __future__ import annotations
 
 from collections.abc import Iterable
-from numbers import Integral
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import check_rate
+from ..checks import check_int, check_mono_batch, check_rate, round_up
 from .conv_tasnet import MaskNetwork
 
 BASE_RATE = 8000
@@ -60,47 +59,14 @@ LEVEL_EPS = 1e-8
 """Added to an input's standard deviation before :class:`EncoderSeparator` divides by it (silence stays silence)."""
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def _non_negative_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
-    return int(value)
-
-
-def _round_up(length: int, multiple: int) -> int:
-    return -(-length // multiple) * multiple
-
-
-def _check_input(x: object, stride: int, min_length: int) -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating ``(batch, 1, T)`` tensor, T a multiple of S and at least ``min_length``."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[1] != 1:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"The encoder expects a mono waveform of shape (batch, 1, time), got {got}.")
-    if not x.is_floating_point():
-        raise ValueError(f"The encoder expects a floating-point waveform, got {x.dtype}.")
-    length = x.shape[-1]
-    if length % stride:
-        raise ValueError(
-            f"The input length must be a multiple of stride={stride} samples, got {length}; "
-            f"pad it to {_round_up(length, stride)}."
-        )
-    if length < min_length:
-        raise ValueError(f"The input must have at least {min_length} samples, got {length}.")
-
-
 def _check_width(N: object, filters: object) -> tuple[int, int]:
     """Validate N and ``filters``: N must split into the encoder's N/4 and the decoder's N/2..N/2^filters slices.
 
     N must also be a multiple of 8 because the masking network normalises it with
     GroupNorm(8 groups); so the divisor is 2**max(filters, 3) (8 for the paper's filters=3).
     """
-    N = _positive_int(N, "N")
-    filters = _positive_int(filters, "filters")
+    N = check_int(N, "N")
+    filters = check_int(filters, "filters")
     divisor = 2 ** max(filters, 3)
     if N % divisor:
         raise ValueError(
@@ -112,8 +78,8 @@ def _check_width(N: object, filters: object) -> tuple[int, int]:
 
 def _kernel_sizes(kernel_size: object, stride: object, filters: int) -> tuple[int, int, list[int]]:
     """The kernels ``L * 2**l`` (l < filters), checked so that padding (k - S)/2 is a non-negative integer."""
-    kernel_size = _positive_int(kernel_size, "kernel_size")
-    stride = _positive_int(stride, "stride")
+    kernel_size = check_int(kernel_size, "kernel_size")
+    stride = check_int(stride, "stride")
     kernels = [kernel_size * 2**level for level in range(filters)]
     if kernel_size < stride:
         raise ValueError(f"kernel_size must be at least the stride, got kernel_size={kernel_size} and stride={stride}.")
@@ -156,7 +122,7 @@ class SpectrogramBranch(nn.Module):
         sample_rate = check_rate(sample_rate)
         if sample_rate % BASE_RATE:
             raise ValueError(f"sample_rate must be a multiple of {BASE_RATE} Hz (8, 16, 32 kHz, ...), got {sample_rate}.")
-        channels = _positive_int(channels, "spec_channels")
+        channels = check_int(channels, "spec_channels")
         K = sample_rate // BASE_RATE
         self.config = {"sample_rate": sample_rate, "channels": channels}
         self.n_fft = 1024 * K
@@ -252,7 +218,7 @@ class EnhancedEncoder(nn.Module):
         super().__init__()
         N, filters = _check_width(N, filters)
         kernel_size, stride, kernels = _kernel_sizes(kernel_size, stride, filters)
-        spec_channels = _non_negative_int(spec_channels, "spec_channels")
+        spec_channels = check_int(spec_channels, "spec_channels", low=0)
         if spec_channels:
             self.spectrogram = SpectrogramBranch(sample_rate, spec_channels)
             sample_rate = self.spectrogram.config["sample_rate"]
@@ -278,12 +244,12 @@ class EnhancedEncoder(nn.Module):
         """The shortest input (samples) the encoder accepts: one stride, or the spectrogram's n_fft/2 + 1 rounded up to S."""
         if self.spectrogram is None:
             return self.stride
-        return _round_up(self.spectrogram.min_length, self.stride)
+        return round_up(self.spectrogram.min_length, self.stride)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a floating ``(batch, 1, T)`` tensor with T a multiple of S (and long enough)."""
         minimum = self.stride if self.spectrogram is None else self.spectrogram.min_length
-        _check_input(x, self.stride, minimum)
+        check_mono_batch(x, self.stride, minimum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, T) -> (batch, N, T / S)``."""
@@ -382,7 +348,7 @@ def spectrogram_statistics(
         raise ValueError("This EnhancedEncoder has no spectrogram branch (spec_channels=0), so it needs no statistics.")
     if not isinstance(branch, SpectrogramBranch):
         raise ValueError(f"module must be an EnhancedEncoder or a SpectrogramBranch, got {type(module).__name__}.")
-    max_examples = _positive_int(max_examples, "max_examples")
+    max_examples = check_int(max_examples, "max_examples")
     device, dtype = branch.window.device, branch.window.dtype
     count, seen = 0, 0
     mean = torch.zeros(branch.bins, dtype=torch.float64, device=device)
@@ -426,9 +392,9 @@ class PlainEncoder(nn.Module):
 
     def __init__(self, N: int, kernel_size: int, stride: int, hidden: int = 0) -> None:
         super().__init__()
-        N = _positive_int(N, "N")
+        N = check_int(N, "N")
         kernel_size, stride, _ = _kernel_sizes(kernel_size, stride, 1)
-        hidden = _non_negative_int(hidden, "hidden")
+        hidden = check_int(hidden, "hidden", low=0)
         self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "hidden": hidden}
         self.N, self.stride = N, stride
         padding = (kernel_size - stride) // 2
@@ -449,7 +415,7 @@ class PlainEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, T) -> (batch, N, T / S)``."""
-        _check_input(x, self.stride, self.stride)
+        check_mono_batch(x, self.stride, self.stride)
         z = self.conv(x)
         return z if self.fusion is None else self.fusion(z)
 
@@ -467,9 +433,9 @@ class PlainDecoder(nn.Module):
 
     def __init__(self, N: int, kernel_size: int, stride: int, hidden: int = 0) -> None:
         super().__init__()
-        N = _positive_int(N, "N")
+        N = check_int(N, "N")
         kernel_size, stride, _ = _kernel_sizes(kernel_size, stride, 1)
-        hidden = _non_negative_int(hidden, "hidden")
+        hidden = check_int(hidden, "hidden", low=0)
         self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "hidden": hidden}
         self.N = N
         self.expand = None
@@ -558,8 +524,8 @@ class EncoderSeparator(nn.Module):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(map(repr, ENCODERS))}, got {encoder!r}.")
         sizes = {"num_sources": num_sources, "N": N, "L": L, "stride": stride, "B": B, "H": H, "Sc": Sc, "P": P, "X": X, "R": R}
-        sizes = {name: _positive_int(value, name) for name, value in sizes.items()}
-        hidden = _non_negative_int(hidden, "hidden")
+        sizes = {name: check_int(value, name) for name, value in sizes.items()}
+        hidden = check_int(hidden, "hidden", low=0)
         if hidden and encoder != "plain":
             raise ValueError(f'hidden applies to the "plain" encoder only, got hidden={hidden} with encoder={encoder!r}.')
         self.config = {
@@ -577,7 +543,7 @@ class EncoderSeparator(nn.Module):
             self.encoder = PlainEncoder(N, L, stride, hidden)
             self.decoder = PlainDecoder(N, L, stride, hidden)
         else:
-            channels = _positive_int(spec_channels, "spec_channels") if encoder == "multi+spec" else 0
+            channels = check_int(spec_channels, "spec_channels") if encoder == "multi+spec" else 0
             self.encoder = EnhancedEncoder(N, L, stride, sample_rate, filters=filters, spec_channels=channels)
             self.decoder = EnhancedDecoder(N, L, stride, filters=filters)
         self.num_sources, self.stride, self.sample_rate = sizes["num_sources"], self.encoder.stride, self.config["sample_rate"]
@@ -590,7 +556,7 @@ class EncoderSeparator(nn.Module):
 
     def padded_length(self, time: int) -> int:
         """The length a ``time``-sample input is zero-padded to: a multiple of S, at least :attr:`min_length`."""
-        return max(_round_up(time, self.stride), self.min_length)
+        return max(round_up(time, self.stride), self.min_length)
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """Separate ``mixture`` ``(batch, 1, time)`` into ``(batch, sources, 1, time)``."""
