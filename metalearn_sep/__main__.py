@@ -76,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--musdb", type=Path, default=None, metavar="PATH", help="MUSDB18 folder (default $MUSDB_PATH; neither: the synthetic band)")
     for command in (train, ev, sep):
         command.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
-    for command in (ev, sep):
-        command.add_argument("--model-rate", type=int, default=None, metavar="HZ", help="a ConvTasNet checkpoint's rate (it does not record one)")
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from .doctor import main as doctor
@@ -111,7 +109,7 @@ def _fit(recipe: Recipe, args: argparse.Namespace, checkpoint: Path, device: tor
     run = recipes.prepare(recipe, args.musdb, statistics=not args.resume, device=device)
     trainer = run.trainer(checkpoint=checkpoint, device=device)
     if args.resume:
-        recipes.resume(trainer, checkpoint)
+        recipes.continue_run(trainer, checkpoint)
     history = trainer.fit(args.steps or recipe.training["steps"])
     if trainer.rank == 0:
         scores = [h["valid_mean"] for h in history if "valid_mean" in h]
@@ -125,21 +123,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
     from torch.utils.data import Subset
-    from tqdm.auto import tqdm
 
     from . import SOURCES
+    from .checkpoint import load_model
     from .data.band import BandDataset
     from .metrics import framewise_sdr, si_sdr_improvement, sisec_aggregate
+    from .progress import progress_bar
     from .recipe import musdb_root
-    from .separate import ModelSpec, load_model, separate
-    from .train import load_checkpoint
+    from .separate import separate
 
-    model = load_model(args.checkpoint)
-    data = (load_checkpoint(args.checkpoint)["trainer"].get("extra", {}).get("recipe") or {}).get("data", {})
-    model_rate = args.model_rate or (None if hasattr(model, "sample_rates") else data.get("sample_rate"))
+    model, recipe = load_model(args.checkpoint)
+    data = (recipe or {}).get("data", {})
     root = musdb_root(args.musdb)
     if root is None:
-        rate = data.get("sample_rate") or ModelSpec.of(model, model_rate).rates[-1]
+        rate = data.get("sample_rate") or model.sample_rates[-1]
         stereo = bool(data.get("stereo", False))
         songs = BandDataset("test", rate, segment=None, song_duration=args.seconds, size=args.songs or 8, stereo=stereo)
         what = f"the synthetic band's test songs ({args.seconds:g} s at {rate} Hz, {'stereo' if stereo else 'mono'})"
@@ -151,8 +148,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         songs = Subset(songs, range(min(args.songs or len(songs), len(songs))))
         what = f"MUSDB18's test songs ({rate} Hz, stereo, their own mixtures)"
     gains, sdrs = [], []
-    for mixture, stems in tqdm(songs, desc="evaluating", unit="song", leave=False):
-        estimates = separate(model, mixture, rate, device=args.device, model_rate=model_rate)
+    for mixture, stems in progress_bar(songs, desc="evaluating", unit="song", leave=False):
+        estimates = separate(model, mixture, rate, device=args.device)
         gains.append(si_sdr_improvement(estimates[None], stems[None], mixture[None])[0].double().numpy())  # (4,)
         sdrs.append(framewise_sdr(estimates, stems, rate))  # (4, frames)
     with warnings.catch_warnings():
@@ -167,10 +164,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _separate(args: argparse.Namespace) -> int:
-    from .separate import separate_file
+    from .streaming import separate_file
 
     lengths = {k: v for k, v in (("chunk_seconds", args.chunk_seconds), ("context_seconds", args.context_seconds)) if v is not None}
-    paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, model_rate=args.model_rate, **lengths)
+    paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, **lengths)
     print(f"Wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0
 

@@ -31,19 +31,17 @@ runs the model and logs every term of every stage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import SOURCES
-from .audio import resample
+from .audio import fit_length, resample, unit_scale
+from .checkpoint import unwrap_model
 from .checks import check_rate
 from .metrics import si_sdr
-
-if TYPE_CHECKING:
-    from .models.meta_tasnet import MetaTasNet, Stage, StageOutput
+from .models.meta_tasnet import MetaTasNet, Stage, StageOutput
 
 ENERGY_FLOOR = 1e-8
 """The Meta-TasNet code's epsilon: added to ``||s||²`` in α and the floor of both energies."""
@@ -248,19 +246,6 @@ def _check_weight(value: object, name: str) -> float:
     return float(value)
 
 
-def _fit(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Crop or zero-pad the last axis to ``length``."""
-    if x.shape[-1] >= length:
-        return x[..., :length]
-    return F.pad(x, (0, length - x.shape[-1]))
-
-
-def _unit_scale(mixture: torch.Tensor) -> torch.Tensor:
-    """The standard deviation of each ``(example, 1, time)`` mixture, ``(example, 1, 1)``; 1 for a silent one."""
-    std = mixture.float().std(dim=-1, keepdim=True)
-    return torch.where(std > 0, std, torch.ones_like(std))
-
-
 class MetaTasNetObjective:
     """The Meta-TasNet training objective for :class:`~metalearn_sep.train.Trainer`: ``Σ_s L_s``.
 
@@ -299,9 +284,6 @@ class MetaTasNetObjective:
         self.lambda_sim = _check_weight(lambda_sim, "lambda_sim")
 
     def _plain(self, model: nn.Module) -> MetaTasNet:
-        from .models.meta_tasnet import MetaTasNet
-        from .train import unwrap_model
-
         plain = unwrap_model(model)
         if not isinstance(plain, MetaTasNet):
             raise ValueError(f"MetaTasNetObjective trains a MetaTasNet, got a {type(plain).__name__}.")
@@ -312,27 +294,6 @@ class MetaTasNetObjective:
                 f"give data at {top} Hz or more (the stages are resampled down from the data rate)."
             )
         return plain
-
-    def stage_inputs(self, model: nn.Module, signal: torch.Tensor, pad: bool = False) -> list[torch.Tensor]:
-        """``signal`` ``(..., T)`` at ``data_rate`` -> one tensor ``(..., T_0 * 2**s)`` per stage, at its rate.
-
-        T_0 is the number of samples at the first stage's rate rounded down (``pad=False``:
-        a crop of real audio, for training) or up (``pad=True``: zeros appended, so every
-        input sample is separated) to a multiple of the model's stride.
-        """
-        plain = self._plain(model)
-        exact = signal.shape[-1] * plain.sample_rates[0] / self.data_rate
-        frames = int(-(-exact // plain.stride)) if pad else int(exact // plain.stride)
-        if frames < 1:
-            raise ValueError(
-                f"The signal of {signal.shape[-1]} samples at {self.data_rate} Hz is shorter than one latent frame "
-                f"({plain.stride} samples at {plain.sample_rates[0]} Hz)."
-            )
-        with torch.autocast(signal.device.type, enabled=False):  # resample in float32, even under bf16 autocast
-            return [
-                _fit(resample(signal.float(), self.data_rate, rate), frames * plain.stride * 2**s)
-                for s, rate in enumerate(plain.sample_rates)
-            ]
 
     @staticmethod
     def _check_batch(mixture: torch.Tensor, stems: torch.Tensor | None = None) -> None:
@@ -350,11 +311,12 @@ class MetaTasNetObjective:
         self._check_batch(mixture)
         batch, channels, length = mixture.shape
         mixture = mixture.reshape(batch * channels, 1, length)
-        scale = _unit_scale(mixture)
-        inputs = self.stage_inputs(model, mixture / scale, pad=True)
+        scale = unit_scale(mixture.float())
+        plain = self._plain(model)
+        inputs = plain.stage_inputs(mixture / scale, self.data_rate, pad=True)
         last = model(inputs)[-1].estimates.float()  # (batch * C, 4, 1, T_last)
         with torch.autocast(mixture.device.type, enabled=False):
-            last = _fit(resample(last, self._plain(model).sample_rates[-1], self.data_rate), length)
+            last = fit_length(resample(last, plain.sample_rates[-1], self.data_rate), length)
         last = last * scale.unsqueeze(1)
         return last.reshape(batch, channels, len(SOURCES), length).transpose(1, 2)
 
@@ -365,10 +327,10 @@ class MetaTasNetObjective:
         mixture = mixture.reshape(batch * channels, 1, length)
         stems = stems.transpose(1, 2).reshape(batch * channels, len(SOURCES), 1, length)
         present = presence(stems)
-        scale = _unit_scale(mixture).unsqueeze(1)
-        signals = self.stage_inputs(model, torch.cat([mixture.unsqueeze(1), stems], dim=1) / scale)  # (b, 1 + 4, 1, T_s)
-        outputs = model([signal[:, 0] for signal in signals])
+        scale = unit_scale(mixture.float()).unsqueeze(1)
         plain = self._plain(model)
+        signals = plain.stage_inputs(torch.cat([mixture.unsqueeze(1), stems], dim=1) / scale, self.data_rate)  # (b, 1 + 4, 1, T_s)
+        outputs = model([signal[:, 0] for signal in signals])
         total, logs = 0.0, {}
         for s, (stage, output, signal) in enumerate(zip(plain.stages, outputs, signals)):
             terms = stage_loss(

@@ -35,7 +35,7 @@ impossible value raises ``ValueError`` with one sentence naming the key, what wa
 and what came (the model is built on the ``meta`` device to check its arguments, which
 allocates nothing). :func:`prepare` builds a :class:`Run` (model, objective, data, spectrogram
 statistics); :meth:`Run.trainer` its Trainer, which records the recipe in every checkpoint;
-:func:`resume` continues a run from one. ``python -m metalearn_sep train`` is these steps
+:func:`continue_run` continues a run from one. ``python -m metalearn_sep train`` is these steps
 inside :func:`process_group`, which starts ``torch.distributed`` under ``torchrun``.
 """
 
@@ -58,25 +58,25 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import SOURCES
+from .audio import unit_level
+from .checkpoint import MODEL_CLASSES, build_model as build_named_model, load_checkpoint
+from .checks import is_int
 from .config import MUSDB_ENV, PROFILES, default_device
 from .data.augment import AugmentedDataset
 from .data.band import BandDataset
 from .losses import MetaTasNetObjective
-from .models import ConvTasNet, MetaTasNet
+from .models import MetaTasNet
 from .models.enhanced import spectrogram_statistics
 from .optim import OPTIMIZERS, SCHEDULES
-from .train import SeparationObjective, Trainer, TrainerConfig, load_checkpoint
+from .train import MAY_CHANGE_ON_RESUME, SeparationObjective, Trainer, TrainerConfig
 
 SECTIONS = ("description", "model", "objective", "data", "training")
 """The sections a config may have."""
 
-MODELS: dict[str, type[nn.Module]] = {"MetaTasNet": MetaTasNet, "ConvTasNet": ConvTasNet}
-"""The model classes a recipe may name."""
-
 CONV_TASNET_RATE = PROFILES["cpu"].sample_rate
 """A ConvTasNet recipe's default data rate: chapter 01's 8 kHz."""
 
-RESUME_MAY_CHANGE = ("description", "training.steps", "training.num_workers")
+RESUME_MAY_CHANGE = ("description", "training.steps", *(f"training.{name}" for name in MAY_CHANGE_ON_RESUME))
 """Recipe entries a resumed run may change; any other difference is refused."""
 
 
@@ -93,10 +93,6 @@ class Key:
     ok: Callable[[Any], bool]
 
 
-def _is_int(value: object, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
 def _is_number(value: object, strict: bool = True) -> bool:
     """A finite JSON number, positive (``strict``) or non-negative."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -105,7 +101,7 @@ def _is_number(value: object, strict: bool = True) -> bool:
 
 
 def _integer(default: int | None, low: int) -> Key:
-    return Key(default, "a positive integer" if low else "a non-negative integer", lambda v: _is_int(v, low))
+    return Key(default, "a positive integer" if low else "a non-negative integer", lambda v: is_int(v, low))
 
 
 def _number(default: float | None, strict: bool = True) -> Key:
@@ -141,12 +137,12 @@ TRAINING: dict[str, Key] = {
     "valid_every": _integer(_TRAINER["valid_every"], 0),
     "checkpoint_every": _integer(_TRAINER["checkpoint_every"], 0),
     "seed": _integer(_TRAINER["seed"], 0),
-    "num_workers": _integer(0, 0),
+    "num_workers": _integer(_TRAINER["num_workers"], 0),
 }
-"""The ``training`` section: ``steps`` (the total a run trains to) and the Trainer's settings."""
+"""The ``training`` section: ``steps`` (the total a run trains to) and every :class:`TrainerConfig` setting."""
 
 DATA: dict[str, Key] = {
-    "sample_rate": Key(None, "a positive integer number of Hz", lambda v: _is_int(v, 1)),
+    "sample_rate": Key(None, "a positive integer number of Hz", lambda v: is_int(v, 1)),
     "segment": _number(1.0),
     "song_seconds": _number(8.0),
     "stereo": _flag(False),
@@ -235,18 +231,18 @@ def parse_recipe(config: object) -> Recipe:
     if not isinstance(description, str):
         raise ValueError(f"description must be a string, got {description!r}.")
     model = config.get("model")
-    if not isinstance(model, dict) or model.get("class") not in MODELS:
+    if not isinstance(model, dict) or model.get("class") not in MODEL_CLASSES:
         got = model.get("class") if isinstance(model, dict) else model
-        raise ValueError(f"model.class must be one of {', '.join(map(repr, MODELS))}, got {got!r}.")
+        raise ValueError(f"model.class must be one of {', '.join(map(repr, MODEL_CLASSES))}, got {got!r}.")
     name = model["class"]
-    model = _section("model", {k: v for k, v in model.items() if k != "class"}, _model_keys(MODELS[name]), fill=False)
+    model = _section("model", {k: v for k, v in model.items() if k != "class"}, _model_keys(MODEL_CLASSES[name]), fill=False)
     objective = _section("objective", config.get("objective", {}), OBJECTIVES[name], fill=False)
     data = _section("data", config.get("data", {}), {**DATA, **(_STATISTICS if name == "MetaTasNet" else {})}, fill=True)
     training = _section("training", config.get("training", {}), TRAINING, fill=True)
 
     try:
         with torch.device("meta"):  # checks the arguments, allocates nothing
-            built = MODELS[name](**model)
+            built = MODEL_CLASSES[name](**model)
     except (ValueError, TypeError, RuntimeError) as err:
         reason = str(err).splitlines()[0].rstrip(".")
         raise ValueError(f"The model section does not build a {name}: {reason}.") from None
@@ -306,7 +302,7 @@ def musdb_root(musdb: str | os.PathLike | None = None) -> str | None:
 def build_model(recipe: Recipe) -> nn.Module:
     """The recipe's model, initialised right after ``torch.manual_seed(training.seed)``."""
     torch.manual_seed(recipe.training["seed"])
-    return MODELS[recipe.model_class](**recipe.model)
+    return build_named_model(recipe.model_class, recipe.model, "The recipe")
 
 
 def build_objective(recipe: Recipe) -> MetaTasNetObjective | SeparationObjective:
@@ -344,11 +340,6 @@ def build_data(recipe: Recipe, musdb: str | os.PathLike | None = None) -> tuple[
     return (AugmentedDataset(songs, seed=seed) if data["augment"] else songs), valid
 
 
-def unit_level(x: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(..., T)`` divided by its std over time: the level :class:`MetaTasNetObjective` feeds the model."""
-    return x / x.std(dim=-1, keepdim=True)
-
-
 @torch.no_grad()
 def measure_statistics(model: MetaTasNet, objective: MetaTasNetObjective, data: Dataset, examples: int, batch_size: int = 32) -> None:
     """Every stage encoder's spectrogram mean/std, from ``examples`` training mixtures at unit level, at that stage's rate.
@@ -361,7 +352,7 @@ def measure_statistics(model: MetaTasNet, objective: MetaTasNetObjective, data: 
     mixtures = unit_level(torch.stack([data[i][0] for i in range(count)]))  # (examples, C, T)
     for s, stage in enumerate(model.stages):
         if stage.encoder.spectrogram is not None:
-            batches = (objective.stage_inputs(model, mixtures[k : k + batch_size])[s] for k in range(0, count, batch_size))
+            batches = (model.stage_inputs(mixtures[k : k + batch_size], objective.data_rate)[s] for k in range(0, count, batch_size))
             spectrogram_statistics(stage.encoder, batches, max_examples=count * mixtures.shape[1])
 
 
@@ -375,16 +366,19 @@ class Run:
     train: Dataset
     valid: Dataset | None
 
-    def trainer(self, **options: Any) -> Trainer:
-        """A :class:`Trainer` of this run with the recipe's settings; ``options`` (``checkpoint``,
-        ``device``, ``progress``, or any setting, e.g. ``schedule_period``) override them.
+    def trainer_config(self, **changes: Any) -> TrainerConfig:
+        """The recipe's training settings (all but ``steps``), with ``changes`` (e.g. ``schedule_period``) applied.
 
-        The recipe goes into the Trainer's ``config.extra["recipe"]``, hence into every checkpoint.
+        The recipe goes into ``extra["recipe"]``, hence into every checkpoint of the run.
         """
         settings = {k: v for k, v in self.recipe.training.items() if k != "steps"}
-        trainer = Trainer(self.model, self.train, self.valid, objective=self.objective, **{**settings, **options})
-        trainer.config.extra["recipe"] = self.recipe.to_dict()
-        return trainer
+        return TrainerConfig(**{**settings, **changes}, extra={"recipe": self.recipe.to_dict()})
+
+    def trainer(self, config: TrainerConfig | None = None, **options: Any) -> Trainer:
+        """A :class:`Trainer` of this run: ``config`` defaults to :meth:`trainer_config`; ``options`` are the
+        Trainer's other arguments (``checkpoint``, ``device``, ``progress``, ...)."""
+        config = config if config is not None else self.trainer_config()
+        return Trainer(self.model, self.train, self.valid, config, objective=self.objective, **options)
 
 
 def prepare(recipe: Recipe, musdb: str | os.PathLike | None = None, statistics: bool = True,
@@ -416,7 +410,7 @@ def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def resume(trainer: Trainer, checkpoint: str | os.PathLike) -> None:
+def continue_run(trainer: Trainer, checkpoint: str | os.PathLike) -> None:
     """Continue ``trainer`` (from :meth:`Run.trainer`) exactly where the run saved at ``checkpoint`` stopped.
 
     Loads the weights, optimiser, schedule, step, history and random generators. Raises

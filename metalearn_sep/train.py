@@ -23,7 +23,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import SOURCES
-from .atomic import atomic_write
+from .checkpoint import load_checkpoint, model_state, save_checkpoint
 from .config import default_device
 from .losses import si_snr_loss
 from .metrics import si_sdr_improvement
 from .optim import build_optimizer, build_schedule
-
-CHECKPOINT_FORMAT = "metalearn-sep-checkpoint/1"
+from .progress import progress_bar
 
 
 class SeparationObjective:
@@ -75,7 +74,24 @@ class SeparationObjective:
 
 @dataclass
 class TrainerConfig:
-    """Everything that shapes a run (saved in checkpoints and compared on resume)."""
+    """The settings of a run: saved in every checkpoint and compared when a run resumes.
+
+    Attributes:
+        batch_size: examples per step (the global batch: under ``torch.distributed`` each
+            of the W processes takes ``batch_size / W`` of them).
+        optimizer: ``"adam"``, ``"adamw"``, ``"radam"`` or ``"ranger"`` (RAdam + Lookahead,
+            the paper's), see :func:`~metalearn_sep.optim.build_optimizer`.
+        lr, weight_decay: the optimiser's learning rate and weight decay.
+        schedule: ``"constant"``, ``"cosine"``, ``"sgdr"`` or ``"wsd"`` with ``warmup_steps``,
+            ``schedule_period`` and ``schedule_decay``, see :func:`~metalearn_sep.optim.build_schedule`.
+        clip_grad: the global L2 norm gradients are clipped to; ``None`` for no clipping.
+        valid_every: validate every this many steps (0: never).
+        checkpoint_every: save every this many steps (0: only at the end of :meth:`Trainer.fit`).
+        seed: seeds the model's random numbers and the batch order.
+        num_workers: DataLoader worker processes (may change when a run resumes: it does
+            not change what is computed).
+        extra: free-form, JSON-safe; a recipe run keeps its recipe in ``extra["recipe"]``.
+    """
 
     batch_size: int = 8
     optimizer: str = "adam"
@@ -89,7 +105,12 @@ class TrainerConfig:
     valid_every: int = 0
     checkpoint_every: int = 0
     seed: int = 0
+    num_workers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+MAY_CHANGE_ON_RESUME = ("num_workers", "extra")
+"""The :class:`TrainerConfig` fields a resumed run may change (they do not change what is computed)."""
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -127,17 +148,6 @@ class StepBatchSampler(Sampler[list[int]]):
         return self.stop - self.start
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
 def _rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
@@ -158,40 +168,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((state["python_version"], tuple(state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def model_config(model: nn.Module) -> dict[str, Any]:
-    """The constructor arguments a course model keeps in ``model.config`` (``{}`` if none)."""
-    return dict(getattr(unwrap_model(model), "config", {}) or {})
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None) -> dict[str, Any]:
-    """Read a course checkpoint; with ``model``, check it matches and load its weights.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` with one sentence
-    for a corrupt or truncated file, a file that is not a course checkpoint, or a
-    checkpoint of another model class or configuration (naming what differs).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for truncated / foreign files
-        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated file: {type(err).__name__}).") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a metalearn-sep checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
-    if model is not None:
-        plain = unwrap_model(model)
-        if state["model_class"] != type(plain).__name__:
-            raise ValueError(f"{path} holds a {state['model_class']}, not a {type(plain).__name__}.")
-        mine = model_config(plain)
-        diff = {k: (state["model_config"].get(k), mine.get(k)) for k in set(mine) | set(state["model_config"]) if state["model_config"].get(k) != mine.get(k)}
-        if diff:
-            parts = ", ".join(f"{k}={a!r} in the checkpoint but {b!r} in the model" for k, (a, b) in sorted(diff.items()))
-            raise ValueError(f"{path} was saved from another configuration: {parts}.")
-        plain.load_state_dict(state["model"])
-    return state
 
 
 @torch.no_grad()
@@ -241,23 +217,20 @@ class Trainer:
 
     Args:
         model: any ``nn.Module`` the objective knows how to call.
-        train_data: a dataset of ``(mixture [channel, time], stems [4, channel, time])``.
-        valid_data: the same format; evaluated every ``valid_every`` steps.
+        train_data: a dataset of ``(mixture (channel, time), stems (4, channel, time))``.
+        valid_data: the same format; evaluated every ``config.valid_every`` steps.
+        config: the run's settings (:class:`TrainerConfig`; default its defaults).
         objective: default :class:`SeparationObjective` (negative SI-SNR).
-        batch_size, optimizer ("adam" | "adamw" | "radam" | "ranger"), lr, weight_decay,
-        schedule ("constant" | "cosine" | "sgdr" | "wsd"), warmup_steps, schedule_period,
-        schedule_decay, clip_grad (global L2 norm; None for none), valid_every,
-        checkpoint_every, seed: see :class:`TrainerConfig`.
         checkpoint: file for checkpoints (written atomically); ``None`` for none.
         device: default the best available (cuda, mps, cpu).
         amp: bf16 autocast; default on for CUDA, off elsewhere.
         compile: wrap the model in ``torch.compile``.
-        progress: show tqdm bars.
-        num_workers: DataLoader worker processes.
+        progress: show a tqdm bar.
 
     Usage::
 
-        trainer = Trainer(model, train, valid, lr=1e-3, valid_every=200, checkpoint="runs/a.pt")
+        config = TrainerConfig(lr=1e-3, valid_every=200)
+        trainer = Trainer(model, train, valid, config, checkpoint="runs/a.pt")
         history = trainer.fit(steps=2000)
         trainer = Trainer.resume("runs/a.pt", model, train, valid)   # continues exactly
     """
@@ -267,32 +240,16 @@ class Trainer:
         model: nn.Module,
         train_data: Dataset,
         valid_data: Dataset | None = None,
+        config: TrainerConfig | None = None,
         *,
         objective: SeparationObjective | Callable | None = None,
-        batch_size: int = 8,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        schedule: str = "constant",
-        warmup_steps: int = 0,
-        schedule_period: int = 0,
-        schedule_decay: float = 0.85,
-        clip_grad: float | None = 5.0,
-        valid_every: int = 0,
-        checkpoint_every: int = 0,
-        seed: int = 0,
         checkpoint: str | os.PathLike | None = None,
         device: torch.device | str | None = None,
         amp: bool | None = None,
         compile: bool = False,
         progress: bool = True,
-        num_workers: int = 0,
     ) -> None:
-        self.config = TrainerConfig(
-            batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
-            warmup_steps=warmup_steps, schedule_period=schedule_period, schedule_decay=schedule_decay,
-            clip_grad=clip_grad, valid_every=valid_every, checkpoint_every=checkpoint_every, seed=seed,
-        )
+        self.config = replace(config) if config is not None else TrainerConfig()
         self.device = torch.device(device) if device is not None else default_device()
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
         if self.amp and self.device.type != "cuda":
@@ -301,15 +258,15 @@ class Trainer:
         self.model = model.to(self.device)
         self.train_data, self.valid_data = train_data, valid_data
         self.objective = objective or SeparationObjective()
-        self.optimizer = build_optimizer(self.model.parameters(), optimizer, lr=lr, weight_decay=weight_decay)
-        self.scheduler = build_schedule(self.optimizer, schedule, warmup_steps=warmup_steps, period=schedule_period, decay=schedule_decay)
+        c = self.config
+        self.optimizer = build_optimizer(self.model.parameters(), c.optimizer, lr=c.lr, weight_decay=c.weight_decay)
+        self.scheduler = build_schedule(self.optimizer, c.schedule, warmup_steps=c.warmup_steps, period=c.schedule_period, decay=c.schedule_decay)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.progress = progress and self.rank == 0
-        self.num_workers = num_workers
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict[str, float]] = []
-        torch.manual_seed(seed)
+        torch.manual_seed(c.seed)
         self._forward_model = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -323,13 +280,10 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "model_class": type(unwrap_model(self.model)).__name__,
-            "model_config": model_config(self.model),
-            "model": unwrap_model(self.model).state_dict(),
+            **model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "trainer": {k: v for k, v in asdict(self.config).items()},
+            "trainer": asdict(self.config),
             "step": self.step,
             "elapsed": self.elapsed,
             "history": self.history,
@@ -342,15 +296,14 @@ class Trainer:
         if path is None:
             raise ValueError("No checkpoint path: pass one to save() or checkpoint= to the Trainer.")
         if self.rank == 0:
-            state = self.state_dict()
-            atomic_write(path, lambda tmp: torch.save(state, tmp))
+            save_checkpoint(self.state_dict(), path)
         return path
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint's state (model weights are loaded by :func:`load_checkpoint`)."""
         saved = dict(state["trainer"])
         mine = asdict(self.config)
-        diff = sorted(k for k in mine if k != "extra" and saved.get(k) != mine[k])
+        diff = sorted(k for k in mine if k not in MAY_CHANGE_ON_RESUME and saved.get(k, mine[k]) != mine[k])
         if diff:
             parts = ", ".join(f"{k}={saved.get(k)!r} (checkpoint) vs {mine[k]!r} (now)" for k in diff)
             raise ValueError(f"The checkpoint was written by a run with other training settings: {parts}.")
@@ -362,16 +315,18 @@ class Trainer:
         _set_rng_state(state["rng"])
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, model: nn.Module, train_data: Dataset, valid_data: Dataset | None = None, **kwargs: Any) -> Trainer:
-        """A Trainer that continues the run saved at ``path`` (same settings, same model config).
+    def resume(cls, path: str | os.PathLike, model: nn.Module, train_data: Dataset, valid_data: Dataset | None = None,
+               config: TrainerConfig | None = None, **options: Any) -> Trainer:
+        """A Trainer that continues the run saved at ``path`` exactly (same settings, same model configuration).
 
-        Settings not given in ``kwargs`` are taken from the checkpoint.
+        ``config`` defaults to the checkpoint's settings (a different one is refused, naming
+        what differs); ``options`` are the constructor's keyword arguments (``checkpoint``
+        defaults to ``path``).
         """
         state = load_checkpoint(path, model)
-        settings = {k: v for k, v in state["trainer"].items() if k != "extra"}
-        settings.update(kwargs)
-        settings.setdefault("checkpoint", path)
-        trainer = cls(model, train_data, valid_data, **settings)
+        saved = {k: v for k, v in state["trainer"].items() if k in TrainerConfig.__dataclass_fields__}
+        options.setdefault("checkpoint", path)
+        trainer = cls(model, train_data, valid_data, config if config is not None else TrainerConfig(**saved), **options)
         trainer.load_state_dict(state)
         return trainer
 
@@ -382,7 +337,7 @@ class Trainer:
         # model's dropout uses), so a resumed run sees the same random numbers.
         gen = torch.Generator().manual_seed(self.config.seed + self.step)
         return DataLoader(
-            self.train_data, batch_sampler=sampler, num_workers=self.num_workers,
+            self.train_data, batch_sampler=sampler, num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda", generator=gen,
         )
 
@@ -420,7 +375,7 @@ class Trainer:
         """
         if steps < self.step:
             raise ValueError(f"This run is already at step {self.step}; fit(steps) takes the total number of steps.")
-        bar = _progress(total=steps, initial=self.step, disable=not self.progress)
+        bar = progress_bar(total=steps, initial=self.step, unit="step", enabled=self.progress)
         tick = time.perf_counter()
         try:
             for mixture, stems in self._batches(steps):
@@ -445,10 +400,3 @@ class Trainer:
         if self.checkpoint is not None:
             self.save()
         return self.history
-
-
-def _progress(**kwargs: Any):
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="step", dynamic_ncols=True, **kwargs)
-
