@@ -255,7 +255,11 @@ def parse_recipe(config: object) -> Recipe:
                 f"got {data['sample_rate']} (the stages are resampled down from the data)."
             )
     else:
-        data["sample_rate"] = data["sample_rate"] or CONV_TASNET_RATE
+        data["sample_rate"] = data["sample_rate"] or model.get("sample_rate") or CONV_TASNET_RATE
+        if model.get("sample_rate", data["sample_rate"]) != data["sample_rate"]:
+            raise ValueError(
+                f"model.sample_rate must equal data.sample_rate ({data['sample_rate']} Hz), got {model['sample_rate']}."
+            )
         targets = objective.get("targets", list(SOURCES))
         if len(targets) != built.num_sources:
             raise ValueError(
@@ -300,9 +304,15 @@ def musdb_root(musdb: str | os.PathLike | None = None) -> str | None:
 
 
 def build_model(recipe: Recipe) -> nn.Module:
-    """The recipe's model, initialised right after ``torch.manual_seed(training.seed)``."""
+    """The recipe's model, initialised right after ``torch.manual_seed(training.seed)``.
+
+    A ConvTasNet records the data's rate as its ``sample_rate`` (the rate it separates at).
+    """
+    config = dict(recipe.model)
+    if recipe.model_class == "ConvTasNet":  # trained at the data's rate, and separates at it
+        config.setdefault("sample_rate", recipe.data["sample_rate"])
     torch.manual_seed(recipe.training["seed"])
-    return build_named_model(recipe.model_class, recipe.model, "The recipe")
+    return build_named_model(recipe.model_class, config, "The recipe")
 
 
 def build_objective(recipe: Recipe) -> MetaTasNetObjective | SeparationObjective:

@@ -19,11 +19,12 @@ Around it sit the things a course needs and a notebook should not re-write:
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,7 @@ class Trainer:
         compile: bool = False,
         progress: bool = True,
     ) -> None:
-        self.config = replace(config) if config is not None else TrainerConfig()
+        self.config = copy.deepcopy(config) if config is not None else TrainerConfig()
         self.device = torch.device(device) if device is not None else default_device()
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
         if self.amp and self.device.type != "cuda":

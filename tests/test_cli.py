@@ -19,7 +19,8 @@ from metalearn_sep import SOURCES
 from metalearn_sep.__main__ import CHECKPOINT_NAME, main
 from metalearn_sep.config import CONV_TASNET_SIZES, CONV_TASNET_STEPS, CONV_TASNET_TRAINING
 from metalearn_sep.models import MetaTasNet
-from metalearn_sep.recipe import build_model, load_recipe, parse_recipe, prepare
+from metalearn_sep.recipe import TRAINING, build_model, load_recipe, parse_recipe, prepare
+from metalearn_sep.train import TrainerConfig
 from musdb_fixtures import write_hq
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -97,6 +98,18 @@ def test_every_config_validates_and_builds_its_model():
         "batch_size": 12, "lr": 1e-3, "weight_decay": 5e-4, "schedule_period": 200_000, "schedule_decay": 0.85, "clip_grad": 5.0}
 
 
+def test_the_training_section_checks_every_trainer_setting():
+    assert set(TRAINING) == {"steps", *TrainerConfig.__dataclass_fields__} - {"extra"}
+
+
+def test_a_conv_tasnet_recipe_records_its_data_rate_in_the_model():
+    recipe = parse_recipe(changed(TINY_CONV, "data", "sample_rate", 16000))
+    with torch.device("meta"):
+        assert build_model(recipe).sample_rates == [16000]
+    with pytest.raises(ValueError, match=re.escape("model.sample_rate must equal data.sample_rate (16000 Hz), got 8000.")):
+        parse_recipe(changed(changed(TINY_CONV, "data", "sample_rate", 16000), "model", "sample_rate", 8000))
+
+
 def test_every_config_trains_a_step_with_tiny_sizes():
     """Each recipe's objective, data, statistics and Trainer settings, with the model and data shrunk."""
     tiny_sizes = {"MetaTasNet": {"N": 16, "B": 8, "H": 8, "X": 1, "R": 1, "spec_channels": 8},
@@ -109,7 +122,7 @@ def test_every_config_trains_a_step_with_tiny_sizes():
             config["data"]["statistics_examples"] = 2
         config["training"].update(batch_size=2, num_workers=0)
         run = prepare(parse_recipe(config), device="cpu")
-        trainer = run.trainer(progress=False, device="cpu", valid_every=1)
+        trainer = run.trainer(run.trainer_config(valid_every=1), progress=False, device="cpu")
         history = trainer.fit(1)
         assert torch.isfinite(torch.tensor(history[0]["loss"])) and "valid_mean" in history[0], path.name
 

@@ -23,7 +23,7 @@ from metalearn_sep.losses import (
 )
 from metalearn_sep.metrics import si_sdr
 from metalearn_sep.models.meta_tasnet import MetaTasNet
-from metalearn_sep.train import Trainer
+from metalearn_sep.train import Trainer, TrainerConfig
 
 TINY = dict(stages=2, N=40, B=16, H=16, X=2, R=1, spec_channels=16)
 
@@ -217,11 +217,11 @@ def test_stage_inputs_crop_resample_and_skip_resampling_at_the_stage_rate():
     model = tiny_model()
     objective = MetaTasNetObjective(data_rate=16000)
     x = torch.randn(2, 1, 1613)
-    low, high = objective.stage_inputs(model, x)
+    low, high = model.stage_inputs(x, objective.data_rate)
     assert low.shape[-1] == 800 and high.shape[-1] == 1600  # T_0 = 806 rounded down to a multiple of 20
     assert torch.equal(high, x[..., :1600])
     torch.testing.assert_close(low, resample(x, 16000, 8000)[..., :800])
-    padded = objective.stage_inputs(model, x, pad=True)
+    padded = model.stage_inputs(x, objective.data_rate, pad=True)
     assert [p.shape[-1] for p in padded] == [820, 1640]
     assert torch.equal(padded[1][..., :1613], x) and padded[1][..., 1613:].abs().max() == 0
 
@@ -236,7 +236,7 @@ def test_estimate_returns_the_last_stage_at_the_data_rate():
         assert both.shape == (2, 4, 2, 3217)
         torch.testing.assert_close(both[:, :, 1:], objective.estimate(model, stereo[:, 1:]), rtol=1e-4, atol=1e-5)
         scale = mono.std(-1, keepdim=True)  # each example is normalised by its mixture's std
-        inputs = objective.stage_inputs(model, mono / scale, pad=True)
+        inputs = model.stage_inputs(mono / scale, objective.data_rate, pad=True)
         last = model(inputs)[-1].estimates
         expected = resample(last, 16000, 32000)[..., :3217] * scale.unsqueeze(1)
         torch.testing.assert_close(objective.estimate(model, mono), expected)
@@ -247,7 +247,7 @@ def test_estimate_returns_the_last_stage_at_the_data_rate():
 def test_dissimilarity_and_similarity_train_the_encoder_only():
     model = tiny_model()
     stems = band_like(2, 1600)
-    inputs = MetaTasNetObjective(data_rate=16000).stage_inputs(model, torch.cat([stems.sum(1, keepdim=True), stems], 1))
+    inputs = model.stage_inputs(torch.cat([stems.sum(1, keepdim=True), stems], 1), 16000)
     out = model([x[:, 0] for x in inputs])[0]
     terms = stage_loss(model.stages[0], out, inputs[0][:, 0], inputs[0][:, 1:], presence(stems), 0.0, 1.0, 1.0)
     (terms.dissimilarity - terms.similarity).backward()
@@ -278,8 +278,8 @@ def test_a_few_trainer_steps_lower_the_loss_on_a_fixed_batch():
     stems = band_like(2, 1600, seed=3)
     data = TensorDataset(stems.sum(1), stems)
     trainer = Trainer(
-        tiny_model(), data, data, objective=MetaTasNetObjective(data_rate=16000), batch_size=2,
-        lr=3e-3, valid_every=6, device="cpu", progress=False,
+        tiny_model(), data, data, TrainerConfig(batch_size=2, lr=3e-3, valid_every=6),
+        objective=MetaTasNetObjective(data_rate=16000), device="cpu", progress=False,
     )
     history = trainer.fit(6)
     assert history[-1]["loss"] < history[0]["loss"] - 1.0
@@ -291,9 +291,9 @@ def test_resampling_and_cosines_stay_float32_under_bf16_autocast():
     model = tiny_model()
     objective = MetaTasNetObjective(data_rate=16000)
     stems = band_like(2, 1600)
-    reference = objective.stage_inputs(model, stems.sum(1))
+    reference = model.stage_inputs(stems.sum(1), objective.data_rate)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inputs = objective.stage_inputs(model, stems.sum(1))
+        inputs = model.stage_inputs(stems.sum(1), objective.data_rate)
         z = torch.randn(2, 4, 8, 5)
         cosines = dissimilarity_loss(z, torch.ones(2, 4, dtype=torch.bool))
     assert all(x.dtype == torch.float32 and torch.equal(x, r) for x, r in zip(inputs, reference))

@@ -1,27 +1,20 @@
-"""Whole-song separation: rates, lengths, channels, exact chunking, least-squares rescaling, bad input, the CLI."""
+"""Whole-song separation in memory: rates, lengths, channels, exact chunking, least-squares rescaling, bad input."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metalearn_sep import SOURCES
-from metalearn_sep.__main__ import main
-from metalearn_sep.audio import read_audio, resample, write_audio
+from metalearn_sep.audio import resample
 from metalearn_sep.models.conv_tasnet import ConvTasNet
 from metalearn_sep.models.meta_tasnet import MetaTasNet
-from metalearn_sep.separate import ModelSpec, least_squares_gains, load_model, plan_windows, separate
-from metalearn_sep.train import CHECKPOINT_FORMAT, Trainer
+from metalearn_sep.models.separator import Separator
+from metalearn_sep.separate import SeparationPlan, least_squares_gains, plan_windows, separate
 
 TINY = dict(N=40, B=16, H=16, X=2, R=1, spec_channels=16)
 
@@ -60,52 +53,54 @@ class LocalStage(nn.Module):
         return SimpleNamespace(estimates=(F.conv1d(x, self.h, padding=2) + 0.1 * carried).unsqueeze(2), latents=x + carried)
 
 
-class LocalStages(nn.Module):
+class LocalStages(Separator):
     """A 3-stage stub (8/16/32 kHz, stride 20) with a receptive field of a few samples: exactly shift invariant.
 
     Each stage adds the previous stage's latents, upsampled, so a stage input that is
     misaligned with the others changes the output.
     """
 
-    sample_rates = [8000, 16000, 32000]
-    stride = 20
+    stride, min_length, sample_rates = 20, 20, [8000, 16000, 32000]
 
     def __init__(self) -> None:
         super().__init__()
         self.stages = nn.ModuleList([LocalStage(True), LocalStage(False), LocalStage(False)])
         self.calls = 0
-        self.stages[0].register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
+
+    def separate_stages(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        previous = None
+        for stage, x in zip(self.stages, inputs):
+            output = stage(x, previous)
+            previous = output.latents
+        return output.estimates
 
 
-class GainedFilters(nn.Module):
-    """A single-rate stub: source i = g_i (h_i * x). The true stems are h_i * x, which sum to x."""
+class GainedFilters(Separator):
+    """A single-rate stub (8 kHz): source i = g_i (h_i * x). The true stems are h_i * x, which sum to x."""
 
-    def __init__(self, gains: list[float], rate: int | None = 8000) -> None:
+    stride, min_length, sample_rates = 1, 1, [8000]
+
+    def __init__(self, gains: list[float]) -> None:
         super().__init__()
         self.register_buffer("h", filters(1))
         self.register_buffer("gains", torch.tensor(gains).view(1, -1, 1))
-        self.config = {} if rate is None else {"sample_rate": rate}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (F.conv1d(x, self.h, padding=2) * self.gains).unsqueeze(2)
+    def separate_stages(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return (F.conv1d(inputs[0], self.h, padding=2) * self.gains).unsqueeze(2)
 
     def stems(self, mixture: torch.Tensor) -> torch.Tensor:
         """The true stems ``(4, C, T)`` of ``mixture`` ``(C, T)``."""
         return F.conv1d(mixture.unsqueeze(1), self.h, padding=2).transpose(0, 1)
 
 
-class Refuses(nn.Module):
+class Refuses(Separator):
     """A model that must not be reached: bad input has to be rejected before any work."""
 
-    sample_rates = [8000]
+    stride, min_length, sample_rates = 1, 1, [8000]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.stages = nn.ModuleList([self.Stage()])
-
-    class Stage(nn.Module):
-        def forward(self, mixture, previous):
-            raise AssertionError("the model was called")
+    def separate_stages(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        raise AssertionError("the model was called")
 
 
 # ----------------------------------------------------------------------------- shapes and rates
@@ -219,22 +214,36 @@ def test_rescaling_recovers_the_true_stems_from_arbitrarily_scaled_estimates(cha
     assert (raw - truth).abs().max() > 0.5 * truth.abs().max()  # the model alone got the scales wrong
 
 
-def test_single_rate_model_rate_comes_from_the_argument_or_the_config():
-    mixture = noise(1, 4410)
-    from_config = separate(GainedFilters([1, 1, 1, 1], rate=8000), mixture, 44100, chunk_seconds=1.0)
-    from_argument = separate(GainedFilters([1, 1, 1, 1], rate=None), mixture, 44100, chunk_seconds=1.0, model_rate=8000)
-    torch.testing.assert_close(from_config, from_argument)
-    with pytest.raises(ValueError, match="model_rate"):
-        separate(GainedFilters([1, 1, 1, 1], rate=None), mixture, 44100)
-    with pytest.raises(ValueError, match="contradicts"):
-        separate(tiny_model(), mixture, 44100, model_rate=16000)
+def test_a_conv_tasnet_separates_at_its_own_rate():
+    torch.manual_seed(0)
+    model, mixture = ConvTasNet(N=16, L=8, B=8, H=16, Sc=8, X=2, R=1, sample_rate=8000), noise(2, 4410)
+    stems = separate(model, mixture, 44100, chunk_seconds=0.05, context_seconds=0.01, rescale=False)
+    assert stems.shape == (4, 2, 4410)
+    with torch.no_grad():  # one window covering the song: the model's own forward at 8 kHz, resampled back
+        x = resample(mixture, 44100, 8000)
+        whole = model((x / x.std(dim=-1, keepdim=True)).unsqueeze(1))[:, :, 0]
+    expected = resample(whole, 8000, 44100)[..., :4410].transpose(0, 1)
+    torch.testing.assert_close(separate(model, mixture, 44100, chunk_seconds=1.0, rescale=False), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_meta_tasnet_length_constraints_are_read_from_the_model():
-    spec = ModelSpec.of(tiny_model())
-    assert spec.rates == (8000, 16000, 32000) and spec.multiple == 20 and spec.minimum == 513 and spec.multi_stage
+    plan = SeparationPlan.make(tiny_model(), 1, 44100, 44100)
+    assert plan.model.sample_rates == [8000, 16000, 32000]
+    assert all(w.length % 20 == 0 and w.length >= 513 for w in plan.windows)
     stems = separate(tiny_model(), noise(1, 50), 44100)  # 1.1 ms: padded to the model's minimum and cropped back
     assert stems.shape == (4, 1, 50)
+
+
+def test_a_meta_tasnet_without_spectrogram_branch_separates():
+    torch.manual_seed(0)
+    model = MetaTasNet(N=16, B=8, H=8, X=2, R=1, spec_channels=0)
+    stems = separate(model, noise(2, 132300), 44100)
+    assert stems.shape == (4, 2, 132300) and torch.isfinite(stems).all()
+
+
+def test_a_model_that_is_no_separator_is_refused_in_one_sentence():
+    with pytest.raises(ValueError, match="needs a Separator model .*got a Linear"):
+        separate(nn.Linear(2, 2), noise(1, 100), 8000)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -260,232 +269,3 @@ def test_bad_input_is_rejected_with_one_sentence_before_any_work(mixture, rate, 
         separate(Refuses(), mixture, rate, **kwargs)
 
 
-# ----------------------------------------------------------------------------- the command line
-@pytest.fixture
-def song(tmp_path) -> Path:
-    path = tmp_path / "my song.wav"
-    write_audio(path, 0.3 * noise(2, 33075, seed=6), 22050)  # 1.5 s stereo at 22.05 kHz
-    return path
-
-
-@pytest.fixture
-def checkpoint(tmp_path) -> Path:
-    return Trainer(tiny_model(), [], progress=False, device="cpu").save(tmp_path / "tiny.pt")
-
-
-def run_cli(*args) -> int:
-    return main(["separate", *map(str, args)])
-
-
-def test_cli_writes_one_float_wav_per_stem_equal_to_separate(tmp_path, song, checkpoint, capsys):
-    out = tmp_path / "out"
-    assert run_cli(song, "--checkpoint", checkpoint, "--out", out, "--chunk-seconds", 0.5, "--context-seconds", 0.25, "--device", "cpu") == 0
-    folder = out / "my song"
-    assert sorted(p.name for p in out.iterdir()) == ["my song"]  # no temporary folder left behind
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.wav" for s in SOURCES)
-    assert str(folder) in capsys.readouterr().out
-    umask = os.umask(0)
-    os.umask(umask)
-    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # a usual folder, not mkdtemp's private one
-    mixture, rate = read_audio(song)
-    expected = separate(load_model(checkpoint), mixture, rate, chunk_seconds=0.5, context_seconds=0.25)
-    for source, stem in zip(SOURCES, expected):
-        info = sf.info(str(folder / f"{source}.wav"))
-        assert (info.samplerate, info.channels, info.frames, info.subtype) == (22050, 2, mixture.shape[-1], "FLOAT")
-        torch.testing.assert_close(read_audio(folder / f"{source}.wav")[0], stem)
-
-
-def test_cli_rejects_a_corrupt_checkpoint_without_traceback_or_output(tmp_path, song):
-    bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"not a checkpoint at all" * 10)
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "metalearn_sep", "separate", str(song), "--checkpoint", str(bad), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"error: {bad} is not a readable checkpoint (corrupt or truncated file: UnpicklingError)."]
-    assert not out.exists()
-
-
-def test_cli_reports_missing_files(tmp_path, song, checkpoint, capsys):
-    assert run_cli(tmp_path / "nope.wav", "--checkpoint", checkpoint, "--out", tmp_path / "out") == 1
-    assert "nope.wav does not exist" in capsys.readouterr().err
-    assert run_cli(song, "--checkpoint", tmp_path / "nope.pt", "--out", tmp_path / "out") == 1
-    assert "nope.pt does not exist" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-
-
-def _edited(checkpoint: Path, **changes) -> Path:
-    state = torch.load(checkpoint, weights_only=True)
-    state.update(changes)
-    path = checkpoint.with_name("edited.pt")
-    torch.save(state, path)
-    return path
-
-
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"model_class": "Demucs"}, "holds a 'Demucs' model; this command separates with MetaTasNet or ConvTasNet"),
-        ({"model_config": {**MetaTasNet(**TINY).config, "N": 48}}, "the weights do not fit its MetaTasNet configuration"),
-        ({"model_config": {**MetaTasNet(**TINY).config, "N": 41}}, "its MetaTasNet configuration does not build a model .*N must be divisible"),
-        ({"model_config": {"layers": 3}}, "its MetaTasNet configuration does not build a model .*unexpected keyword"),
-        ({"format": "something-else"}, "is not a metalearn-sep checkpoint"),
-    ],
-)
-def test_cli_explains_a_checkpoint_it_cannot_use(tmp_path, song, checkpoint, capsys, changes, message):
-    out = tmp_path / "out"
-    assert run_cli(song, "--checkpoint", _edited(checkpoint, **changes), "--out", out) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
-    assert re.search(message, err), err
-    assert not out.exists()
-
-
-def test_cli_separates_with_a_conv_tasnet_checkpoint_given_its_rate(tmp_path, song, capsys):
-    torch.manual_seed(0)
-    path = Trainer(ConvTasNet(N=16, L=8, B=8, H=16, Sc=8, X=2, R=1), [], progress=False, device="cpu").save(tmp_path / "conv.pt")
-    assert run_cli(song, "--checkpoint", path, "--out", tmp_path / "out") == 1
-    assert "--model-rate" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-    assert run_cli(song, "--checkpoint", path, "--out", tmp_path / "out", "--model-rate", 8000) == 0
-    assert read_audio(tmp_path / "out" / "my song" / "vocals.wav")[0].shape == read_audio(song)[0].shape
-
-
-def test_a_failed_write_leaves_neither_a_partial_folder_nor_a_new_parent(tmp_path, song, checkpoint, monkeypatch, capsys):
-    import metalearn_sep.separate as module
-
-    opened, original = [], sf.SoundFile
-
-    def failing_soundfile(path, mode="r", *args, **kwargs):
-        if mode == "w":
-            if len(opened) == 5:  # the four raw stems are written; the second final stem fails
-                raise OSError("disk full")
-            opened.append(path)
-        return original(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(module.sf, "SoundFile", failing_soundfile)
-    out = tmp_path / "new" / "out"
-    assert run_cli(song, "--checkpoint", checkpoint, "--out", out) == 1
-    assert "disk full" in capsys.readouterr().err
-    assert not (tmp_path / "new").exists()
-
-    previous = tmp_path / "kept" / "my song"
-    previous.mkdir(parents=True)
-    (previous / "drums.wav").write_bytes(b"an earlier result")
-    opened.clear()
-    assert run_cli(song, "--checkpoint", checkpoint, "--out", tmp_path / "kept") == 1
-    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["my song"]
-    assert (previous / "drums.wav").read_bytes() == b"an earlier result"
-
-
-def test_a_second_run_replaces_the_previous_stems(tmp_path, song, checkpoint):
-    out = tmp_path / "out"
-    (out / "my song").mkdir(parents=True)
-    (out / "my song" / "stale.wav").write_bytes(b"old")
-    assert run_cli(song, "--checkpoint", checkpoint, "--out", out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["my song"]
-    assert sorted(p.name for p in (out / "my song").iterdir()) == sorted(f"{s}.wav" for s in SOURCES)
-
-
-def test_the_doctor_command_is_still_there(capsys):
-    with pytest.raises(SystemExit) as stopped:
-        main(["--help"])
-    assert stopped.value.code == 0
-    assert "doctor" in capsys.readouterr().out
-
-
-def test_checkpoint_format_is_the_trainers(checkpoint):
-    state = torch.load(checkpoint, weights_only=True)
-    assert state["format"] == CHECKPOINT_FORMAT and state["model_class"] == "MetaTasNet"
-    assert isinstance(load_model(checkpoint), MetaTasNet)
-
-
-def test_the_heap_is_trimmed_only_when_the_resident_set_grew_past_the_first_window(monkeypatch):
-    import metalearn_sep.separate as module
-
-    resident, trims = iter([1000, 1050, 1200, 1000, 1099, 1101]), []
-    monkeypatch.setattr(module, "_resident_bytes", lambda: next(resident))
-    monkeypatch.setattr(module, "_malloc_trim", lambda: trims.append)
-    guard = module._HeapGuard(slack=0.1)
-    for _ in range(6):
-        guard.after_window()
-    assert trims == [0, 0]  # after the windows that ended at 1200 and 1101 bytes, above 1.1 x 1000
-
-
-def test_the_resident_set_is_read_on_linux():
-    from metalearn_sep.separate import _resident_bytes
-
-    size = _resident_bytes()
-    if sys.platform.startswith("linux"):
-        assert size is not None and 10 * 2**20 < size < 64 * 2**30  # a Python process with torch loaded
-    else:
-        assert size is None or size > 0
-
-
-@pytest.mark.parametrize("rate, channels", [(44100, 2), (22050, 1), (8000, 2), (48000, 1)])
-def test_the_streamed_file_path_equals_separate_in_memory(tmp_path, monkeypatch, rate, channels):
-    import metalearn_sep.separate as module
-
-    monkeypatch.setattr(module, "STATISTICS_BLOCK_SECONDS", 0.3)  # several pieces in the first and last passes too
-    mixture = 0.2 * noise(channels, round(2.3 * rate), seed=rate)
-    mixture[:, rate // 2 : rate] = 0.0  # a silent stretch
-    path = write_audio(tmp_path / "song.wav", mixture, rate)
-    model = tiny_model()
-    checkpoint = Trainer(model, [], progress=False, device="cpu").save(tmp_path / "tiny.pt")
-    paths = module.separate_file(path, checkpoint, tmp_path / "out", chunk_seconds=0.4, context_seconds=0.2, progress=False)
-    expected = separate(model, read_audio(path)[0], rate, chunk_seconds=0.4, context_seconds=0.2)
-    assert [p.name for p in paths] == [f"{s}.wav" for s in SOURCES]
-    for stem, written in zip(expected, paths):
-        got, got_rate = read_audio(written)
-        assert got_rate == rate and got.shape == stem.shape
-        torch.testing.assert_close(got, stem, rtol=1e-4, atol=1e-5)
-    assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == sorted(p.name for p in paths)  # no raw files left
-
-
-def test_streamed_pieces_equal_the_whole_song_resampled(tmp_path):
-    from metalearn_sep.separate import StreamedSong
-
-    rate, rates = 44100, [8000, 16000, 32000]
-    mixture = 0.3 * noise(2, 5 * rate + 123, seed=3)
-    reader = StreamedSong(write_audio(tmp_path / "song.wav", mixture, rate), rates)
-    try:
-        reader.measure()
-        block = reader.read(0, reader.length)
-        for s, stage_rate in enumerate(rates):
-            whole = resample(mixture, rate, stage_rate)  # (C, T_s): what separate() normalises
-            torch.testing.assert_close(reader.scales[s], whole.std(dim=-1, keepdim=True), rtol=1e-5, atol=0)
-            for start in (0, reader.align * 7, reader.align * 400):
-                size = 3000
-                piece = reader.stage_piece(start, size, s, block, 0)
-                first = start * stage_rate // rate
-                torch.testing.assert_close(piece, whole[:, first : first + size], rtol=1e-5, atol=1e-6)
-            tail = reader.stage_piece(reader.align * 490, 9000, s, block, 0)  # runs past the song's end: zeros there
-            assert tail.shape == (2, 9000) and not tail[:, -100:].any()
-    finally:
-        reader.close()
-
-
-@pytest.mark.parametrize("content, message", [
-    ("nan", "NaN or infinite"),
-    ("silent", "silent"),
-    ("three channels", "1 (mono) or 2 (stereo) channels"),
-    ("empty", "empty"),
-    ("not audio", "Cannot read"),
-])
-def test_the_cli_rejects_a_bad_song_in_one_line_and_writes_nothing(tmp_path, checkpoint, capsys, content, message):
-    path = tmp_path / "bad.wav"
-    samples = {"nan": noise(2, 22050), "silent": torch.zeros(2, 22050), "three channels": noise(3, 22050),
-               "empty": torch.zeros(2, 0)}.get(content)
-    if content == "nan":
-        samples[1, 20000] = float("nan")
-    if samples is None:
-        path.write_bytes(b"RIFF not really a wav file")
-    else:
-        sf.write(str(path), samples.numpy().T, 22050, subtype="FLOAT")
-    assert run_cli(path, "--checkpoint", checkpoint, "--out", tmp_path / "out") == 1
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from metalearn_sep.checkpoint import load_checkpoint, read_checkpoint
 from metalearn_sep.optim import Lookahead, build_optimizer, build_schedule, schedule_factor
-from metalearn_sep.train import StepBatchSampler, Trainer, evaluate, load_checkpoint
+from metalearn_sep.train import StepBatchSampler, Trainer, TrainerConfig, evaluate
 
 
 class TinySeparator(nn.Module):
@@ -35,12 +36,11 @@ def toy_data(n: int = 48, length: int = 400, seed: int = 0) -> TensorDataset:
     return TensorDataset(stems.sum(1), stems)
 
 
-def make(tmp_path, model=None, **kw):
+def make(tmp_path, model=None, amp=None, **kw):
     torch.manual_seed(0)
     model = model or TinySeparator()
-    settings = dict(batch_size=4, optimizer="ranger", lr=3e-3, schedule="sgdr", schedule_period=5, warmup_steps=2, progress=False, device="cpu")
-    settings.update(kw)
-    return Trainer(model, toy_data(), toy_data(8, seed=1), checkpoint=tmp_path / "run.pt", **settings)
+    config = TrainerConfig(**{**dict(batch_size=4, optimizer="ranger", lr=3e-3, schedule="sgdr", schedule_period=5, warmup_steps=2), **kw})
+    return Trainer(model, toy_data(), toy_data(8, seed=1), config, checkpoint=tmp_path / "run.pt", progress=False, device="cpu", amp=amp)
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
@@ -102,15 +102,16 @@ def test_corrupt_truncated_and_foreign_checkpoints_are_named(tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     with pytest.raises(ValueError, match="not a metalearn-sep checkpoint"):
-        load_checkpoint(foreign)
+        read_checkpoint(foreign)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_checkpoint(tmp_path / "missing.pt")
+        read_checkpoint(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="hidden=8 in the checkpoint but 16 in the model"):
         load_checkpoint(path, TinySeparator(hidden=16))
     with pytest.raises(ValueError, match="holds a TinySeparator, not a Linear"):
         load_checkpoint(path, nn.Linear(2, 2))
     with pytest.raises(ValueError, match="other training settings: lr="):
-        Trainer.resume(path, TinySeparator(), toy_data(), lr=0.5, progress=False)
+        Trainer.resume(path, TinySeparator(), toy_data(), config=TrainerConfig(**{**read_checkpoint(path)["trainer"], "lr": 0.5}),
+                       progress=False)
 
 
 def test_batches_depend_only_on_seed_and_step_and_shard_across_ranks():
@@ -175,4 +176,22 @@ def test_fused_adam_on_cpu_takes_the_steps_of_the_plain_one(name, reference):
 
 def test_amp_is_refused_off_cuda(tmp_path):
     with pytest.raises(ValueError, match="CUDA only"):
-        make(tmp_path, amp=True, device="cpu")
+        make(tmp_path, amp=True)
+
+
+def test_a_resumed_run_may_change_its_worker_count_only(tmp_path):
+    trainer = make(tmp_path)
+    trainer.fit(2)
+    path = trainer.save()
+    saved = read_checkpoint(path)["trainer"]
+    resumed = Trainer.resume(path, TinySeparator(), toy_data(), config=TrainerConfig(**{**saved, "num_workers": 1}), progress=False)
+    assert resumed.step == 2 and resumed.config.num_workers == 1
+    with pytest.raises(ValueError, match="seed=0 \\(checkpoint\\) vs 1 \\(now\\)"):
+        Trainer.resume(path, TinySeparator(), toy_data(), config=TrainerConfig(**{**saved, "seed": 1}), progress=False)
+
+
+def test_the_trainer_keeps_its_own_copy_of_the_config(tmp_path):
+    config = TrainerConfig(batch_size=4)
+    trainer = Trainer(TinySeparator(), toy_data(), config=config, progress=False, device="cpu")
+    trainer.config.extra["recipe"] = {"a": 1}
+    assert config.extra == {} and trainer.config is not config
