@@ -62,7 +62,7 @@ from matplotlib.figure import Figure
 from . import SOURCES
 from .checks import check_duration, check_rate
 from .metrics import si_sdr
-from .plots import DYNAMIC_RANGE_DB, _as_waveform, log_spectrogram, palette_png, spectrogram
+from .plots import DYNAMIC_RANGE_DB, as_waveform, log_spectrogram, palette_png, spectrogram
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 """The MIME type of a widget view; exclude it from ``display`` to get the static copy only."""
@@ -120,7 +120,7 @@ def encode(audio: torch.Tensor | np.ndarray, sample_rate: int, audio_format: str
             :func:`mp3_supported`, else WAV).
     """
     sample_rate = check_rate(sample_rate)
-    x = _as_waveform(audio, "audio", (2,), "(channel, time) with 1 or 2 channels")
+    x = as_waveform(audio, "audio", (2,), "(channel, time) with 1 or 2 channels")
     if x.shape[0] not in (1, 2):
         raise ValueError(f"audio must have 1 or 2 channels, got shape {tuple(x.shape)}.")
     _check_format(audio_format)
@@ -181,7 +181,7 @@ class _Row(NamedTuple):
 
 
 def _check_stems(x: object, name: str, names: list[str], mixture: torch.Tensor) -> torch.Tensor:
-    stems = _as_waveform(x, name, (3,), "(source, channel, time)")
+    stems = as_waveform(x, name, (3,), "(source, channel, time)")
     if stems.shape[0] != len(names):
         raise ValueError(f"{name} has {stems.shape[0]} sources but names has {len(names)} ({', '.join(names)}).")
     if stems.shape[1:] != mixture.shape:
@@ -279,7 +279,7 @@ class StemPlayer(widgets.VBox):
         names = list(names)
         if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names) or "mixture" in names:
             raise ValueError(f"names must be distinct strings other than 'mixture', one per source, got {names!r}.")
-        mix = _as_waveform(mixture, "mixture", (2,), "(channel, time) with 1 or 2 channels")
+        mix = as_waveform(mixture, "mixture", (2,), "(channel, time) with 1 or 2 channels")
         if mix.shape[0] not in (1, 2):
             raise ValueError(f"mixture must have 1 (mono) or 2 (stereo) channels, got shape {tuple(mix.shape)}.")
         stems = (("reference", references), ("estimate", estimates))
@@ -375,7 +375,7 @@ def play(
         audio_format: as :func:`encode`.
     """
     sample_rate = check_rate(sample_rate)
-    x = _as_waveform(audio, "audio", (1, 2), "(time,) or (channel, time)")
+    x = as_waveform(audio, "audio", (1, 2), "(time,) or (channel, time)")
     x = _crop(x.unsqueeze(0) if x.dim() == 1 else x, sample_rate, max_seconds)
     gain = common_gain([x])
     clip = encode(x * gain, sample_rate, audio_format)

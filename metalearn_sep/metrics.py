@@ -8,13 +8,12 @@
   frames with both channels pooled (reference/evaluation_and_data.md §2.4). It agrees
   with museval to 0.01 dB and is hundreds of times faster.
 * :func:`sisec_aggregate` — the SiSEC 2018 score: median over frames, then over tracks.
-* :func:`museval_sdr` and :func:`evaluate_musdb_track` run museval itself, for figures
-  to publish.
+* :func:`museval_sdr` runs museval itself, for figures to publish.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -179,14 +178,3 @@ def museval_sdr(estimates: object, references: object, sample_rate: int, window:
         ref.transpose(0, 2, 1), est.transpose(0, 2, 1), win=win, hop=win, mode="v4"
     )
     return sdr
-
-
-def evaluate_musdb_track(track, estimates: Mapping[str, np.ndarray], output_dir: str | None = None):
-    """Official museval scores of one musdb track: ``museval.eval_mus_track`` (a ``TrackStore``).
-
-    Args:
-        track: a ``musdb`` track.
-        estimates: target name -> ``(time, channel)`` array at the track's rate (museval's layout).
-        output_dir: where museval writes its JSON, if given.
-    """
-    return _museval().eval_mus_track(track, dict(estimates), output_dir=output_dir)

@@ -39,7 +39,7 @@ _FLOOR = 1e-10  # power floor of the dB scale (-100 dB)
 _ENVELOPE_POINTS = 2000  # longer waveforms are drawn as a min/max envelope of this many points
 
 
-def _as_waveform(x: object, name: str, ndims: tuple[int, ...], layout: str) -> torch.Tensor:
+def as_waveform(x: object, name: str, ndims: tuple[int, ...], layout: str) -> torch.Tensor:
     """``x`` (tensor or array) as a finite float32 CPU tensor with ``x.dim()`` in ``ndims``."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -101,7 +101,7 @@ def log_spectrogram(
         frequencies in Hz and the frame centres in seconds.
     """
     sample_rate = check_rate(sample_rate)
-    x = _as_waveform(audio, "audio", (1, 2), "(time,) or (channel, time)")
+    x = as_waveform(audio, "audio", (1, 2), "(time,) or (channel, time)")
     n_fft = default_n_fft(sample_rate) if n_fft is None else n_fft
     if isinstance(n_fft, bool) or not isinstance(n_fft, int) or n_fft < 4:
         raise ValueError(f"n_fft must be an integer of at least 4 samples, got {n_fft!r}.")
@@ -186,7 +186,7 @@ def _check_names(names: Sequence[str], count: int, what: str, param: str = "name
 
 
 def _as_stems(stems: object) -> torch.Tensor:
-    x = _as_waveform(stems, "stems", (2, 3), "(source, channel, time) or (source, time)")
+    x = as_waveform(stems, "stems", (2, 3), "(source, channel, time) or (source, time)")
     return x.unsqueeze(1) if x.dim() == 2 else x
 
 
@@ -233,7 +233,7 @@ def stems_overview(
     The figure has ``2 * (source + 1)`` panels and one colour bar.
     """
     sample_rate = check_rate(sample_rate)
-    mix = _as_waveform(mixture, "mixture", (1, 2), "(channel, time) or (time,)")
+    mix = as_waveform(mixture, "mixture", (1, 2), "(channel, time) or (time,)")
     mix = mix.unsqueeze(0) if mix.dim() == 1 else mix
     x = _as_stems(stems)
     if x.shape[1:] != mix.shape:
@@ -331,7 +331,7 @@ def learning_curves(history: object, keys: Sequence[str] | None = None, smooth: 
 
 
 def _as_filters(weights: object, name: str) -> torch.Tensor:
-    w = _as_waveform(weights, name, (3,), "(filters, 1, length)")
+    w = as_waveform(weights, name, (3,), "(filters, 1, length)")
     if w.shape[1] != 1:
         raise ValueError(f"{name} must be (filters, 1, length) 1-D conv weights, got shape {tuple(w.shape)}.")
     return w[:, 0]
@@ -341,14 +341,6 @@ def _responses(w: torch.Tensor) -> torch.Tensor:
     """``|H|`` of ``(filters, length)`` on at least 256 frequency bins."""
     n_fft = max(256, 2 ** math.ceil(math.log2(w.shape[-1])))
     return torch.fft.rfft(w, n=n_fft).abs()
-
-
-def peak_frequencies(weights: torch.Tensor | np.ndarray, sample_rate: int) -> torch.Tensor:
-    """Frequency (Hz) where each filter's magnitude response peaks: ``(N, 1, L) -> (N,)``."""
-    sample_rate = check_rate(sample_rate)
-    mag = _responses(_as_filters(weights, "weights"))
-    n_fft = 2 * (mag.shape[-1] - 1)
-    return mag.argmax(-1) * (sample_rate / n_fft)
 
 
 def fourier_basis(length: int) -> torch.Tensor:
