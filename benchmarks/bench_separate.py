@@ -60,7 +60,7 @@ def file_child(args: argparse.Namespace) -> None:
     import soundfile as sf
     import torch
 
-    from metalearn_sep.separate import separate_file
+    from metalearn_sep.streaming import separate_file
 
     torch.set_num_threads(args.threads)
     seconds = sf.info(str(args.song)).frames / RATE

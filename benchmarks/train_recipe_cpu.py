@@ -97,7 +97,7 @@ def stage_improvements(model: MetaTasNet, objective: MetaTasNetObjective, data: 
     counts = torch.zeros_like(sums)
     for mixture, stems in data:
         song = torch.cat([mixture.unsqueeze(0), stems], dim=0) / mixture.std()  # (1 + 4, 1, T)
-        signals = objective.stage_inputs(model, song.unsqueeze(0))
+        signals = model.stage_inputs(song.unsqueeze(0), objective.data_rate)
         outputs = model([signal[:, 0] for signal in signals])
         for s, (output, signal) in enumerate(zip(outputs, signals)):
             gain = si_sdr_improvement(output.estimates.float(), signal[:, 1:], signal[:, 0])[0].double()
@@ -158,7 +158,7 @@ def main() -> int:
     period = math.ceil(planned / 2)
     print(f"about {per_step:.2f} s per step: planning {planned} steps, SGDR period {period} steps")
 
-    trainer = run.trainer(schedule_period=period, valid_every=0, checkpoint_every=0, checkpoint=out / "recipe.pt",
+    trainer = run.trainer(run.trainer_config(schedule_period=period, valid_every=0, checkpoint_every=0), checkpoint=out / "recipe.pt",
                           device="cpu", progress=False)
     chunk = max(1, planned // 20)
     while trainer.step < planned and trainer.elapsed < budget:
