@@ -54,7 +54,7 @@ from metalearn_sep.data.band import BandDataset
 from metalearn_sep.models import ConvTasNet
 from metalearn_sep.optim import schedule_factor
 from metalearn_sep.recipe import process_group
-from metalearn_sep.train import Trainer, evaluate
+from metalearn_sep.train import Trainer, TrainerConfig, evaluate
 from results_table import add_no_record_flag, command_line, record
 
 TARGET_DB = 10.0
