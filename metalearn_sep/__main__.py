@@ -99,11 +99,11 @@ def _train(args: argparse.Namespace) -> int:
     if not args.resume and checkpoint.exists():
         raise FileExistsError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out.")
     with recipes.process_group(args.device) as device:
-        _fit(recipe, args, checkpoint, device)  # returns before the group ends, so its DDP wrapper is gone by then
+        _train_run(recipe, args, checkpoint, device)  # returns before the group ends, so its DDP wrapper is gone by then
     return 0
 
 
-def _fit(recipe: Recipe, args: argparse.Namespace, checkpoint: Path, device: torch.device) -> None:
+def _train_run(recipe: Recipe, args: argparse.Namespace, checkpoint: Path, device: torch.device) -> None:
     from . import recipe as recipes
 
     run = recipes.prepare(recipe, args.musdb, statistics=not args.resume, device=device)

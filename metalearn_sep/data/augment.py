@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import SOURCES
-from ..checks import check_seed
+from ..checks import check_int, check_seed
 
 GAIN_RANGE = (0.75, 1.25)
 """The recipe's per-stem gain range."""
@@ -67,8 +67,7 @@ def remix_plan(batch_size: int, fraction: float = REMIX_FRACTION) -> torch.Tenso
         i example b takes. With ``n = int(batch_size * fraction + 0.5)``, row ``k < n``
         is ``(k, k+1, k+2, k+3) mod n``; rows ``k >= n`` are unchanged (``(k, k, k, k)``).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_int(batch_size, "batch_size")
     fraction = _check_fraction(fraction)
     count = int(batch_size * fraction + 0.5)
     plan = torch.arange(batch_size).unsqueeze(1).repeat(1, len(SOURCES))

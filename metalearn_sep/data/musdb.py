@@ -43,7 +43,7 @@ import torch
 
 from metalearn_sep import SOURCES
 from metalearn_sep.audio import fit_length, read_audio, resample, to_mono
-from metalearn_sep.checks import check_duration, check_rate, is_int
+from metalearn_sep.checks import check_duration, check_int, check_rate, check_seed, is_int
 from metalearn_sep.config import MUSDB_ENV
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -153,10 +153,8 @@ class MusdbDataset(torch.utils.data.Dataset):
         for name, flag in (("is_wav", is_wav), ("random_crop", random_crop)):
             if flag is not None and not isinstance(flag, bool):
                 raise ValueError(f"{name} must be True, False or None, got {flag!r}.")
-        if not is_int(samples_per_track) or samples_per_track <= 0:
-            raise ValueError(f"samples_per_track must be a positive integer, got {samples_per_track!r}.")
-        if not is_int(seed) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+        check_int(samples_per_track, "samples_per_track")
+        check_seed(seed)
         self.split = split
         self.sample_rate = check_rate(sample_rate)
         self.segment = None if segment is None else check_duration(segment, "segment")
