@@ -66,7 +66,7 @@ def test_from_torchaudio_matches_output_and_parameter_count(config, count):
     torch.manual_seed(0)
     reference = torchaudio_model(**config)
     ours = ConvTasNet.from_torchaudio(reference)
-    assert ours.config == {**config, "norm": "gLN", "causal": False, "start": "random"}
+    assert ours.config == {**config, "norm": "gLN", "causal": False, "start": "random", "sample_rate": 8000}
     total = sum(p.numel() for p in ours.parameters())
     assert total == sum(p.numel() for p in reference.parameters()) == expected_parameters(**config)["total"]
     if count is not None:

@@ -10,17 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalearn_sep.models.enhanced import (
-    ENCODERS,
-    EncoderSeparator,
-    EnhancedDecoder,
-    EnhancedEncoder,
-    PlainDecoder,
-    PlainEncoder,
-    SpectrogramBranch,
-    spectrogram_statistics,
-)
-from metalearn_sep.train import Trainer, load_checkpoint
+from metalearn_sep.checkpoint import load_checkpoint
+from metalearn_sep.models.encoder_ablation import ENCODERS, EncoderSeparator, PlainDecoder, PlainEncoder
+from metalearn_sep.models.enhanced import EnhancedDecoder, EnhancedEncoder, SpectrogramBranch, spectrogram_statistics
+from metalearn_sep.train import Trainer, TrainerConfig
 
 # (N, kernel, stride, rate): the three stages of the released model, with the original code's
 # trainable-parameter counts (encoder, of which spectrogram branch, decoder).
@@ -138,8 +131,8 @@ def reference_decoder(decoder: EnhancedDecoder, z: np.ndarray) -> np.ndarray:
 
 def test_encoder_and_decoder_equal_a_numpy_reference():
     torch.manual_seed(1)
-    encoder = EnhancedEncoder(N=16, kernel_size=4, stride=2, sample_rate=8000, spec_channels=8).double()
-    decoder = EnhancedDecoder(N=16, kernel_size=4, stride=2).double()
+    encoder = EnhancedEncoder(N=16, L=4, stride=2, sample_rate=8000, spec_channels=8).double()
+    decoder = EnhancedDecoder(N=16, L=4, stride=2).double()
     # .double() casts the float32 window; rebuild it in float64 so the comparison can be tight.
     encoder.spectrogram.window = torch.hann_window(encoder.spectrogram.n_fft, dtype=torch.float64)
     bins = encoder.spectrogram.bins
@@ -267,13 +260,13 @@ def test_statistics_equal_a_two_pass_computation_for_any_batching_and_limit():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"N": 440, "kernel_size": 20, "stride": 20, "sample_rate": 11025}, "multiple of 8000"),
-        ({"N": 440, "kernel_size": 20, "stride": 20, "sample_rate": 44100}, "multiple of 8000"),
-        ({"N": 444, "kernel_size": 20, "stride": 20, "sample_rate": 8000}, "divisible by 8"),
-        ({"N": 440, "kernel_size": 20, "stride": 20, "sample_rate": 8000, "filters": 4}, "divisible by 16"),
-        ({"N": 440, "kernel_size": 10, "stride": 20, "sample_rate": 8000}, "at least the stride"),
-        ({"N": 440, "kernel_size": 21, "stride": 20, "sample_rate": 8000}, "must be even"),
-        ({"N": 0, "kernel_size": 20, "stride": 20, "sample_rate": 8000}, "positive integer"),
+        ({"N": 440, "L": 20, "stride": 20, "sample_rate": 11025}, "multiple of 8000"),
+        ({"N": 440, "L": 20, "stride": 20, "sample_rate": 44100}, "multiple of 8000"),
+        ({"N": 444, "L": 20, "stride": 20, "sample_rate": 8000}, "divisible by 8"),
+        ({"N": 440, "L": 20, "stride": 20, "sample_rate": 8000, "filters": 4}, "divisible by 16"),
+        ({"N": 440, "L": 10, "stride": 20, "sample_rate": 8000}, "at least the stride"),
+        ({"N": 440, "L": 21, "stride": 20, "sample_rate": 8000}, "must be even"),
+        ({"N": 0, "L": 20, "stride": 20, "sample_rate": 8000}, "positive integer"),
     ],
 )
 def test_bad_construction_raises(kwargs, message):
@@ -513,7 +506,7 @@ def test_separator_checkpoints_rebuild_from_config(tmp_path):
     model = EncoderSeparator("multi+spec", **TINY)
     data = torch.utils.data.TensorDataset(0.1 * torch.randn(4, 1, 800), 0.1 * torch.randn(4, 4, 1, 800))
     model.set_spectrogram_statistics([data.tensors[0]])
-    Trainer(model, data, batch_size=2, progress=False, device="cpu", checkpoint=tmp_path / "run.pt").fit(2)
+    Trainer(model, data, config=TrainerConfig(batch_size=2), progress=False, device="cpu", checkpoint=tmp_path / "run.pt").fit(2)
     config = json.loads(json.dumps(model.config))
     rebuilt = EncoderSeparator(**config)
     load_checkpoint(tmp_path / "run.pt", rebuilt)

@@ -29,19 +29,25 @@ Normalisation (``norm``) is spelled ``"gLN"`` (global layer norm: statistics ove
 channels and frames, i.e. ``GroupNorm(1, C)``), ``"cLN"`` (cumulative layer norm, for the
 causal model) or ``"GN<g>"`` for a group norm with g groups (``"GN8"``: 8 groups, as
 Meta-TasNet uses). :meth:`ConvTasNet.from_torchaudio` copies a ``torchaudio.models.ConvTasNet``
-into this layout; the two then give the same output.
+into this layout; the two then give the same output. Beside this file: the faster CPU training
+forms of :class:`Decoder`, :class:`DepthwiseConv1d` and :class:`PReLU`
+(:mod:`~metalearn_sep.models.training_kernels`) and the Fourier start (:mod:`~metalearn_sep.models.fourier_start`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+
+from ..checks import check_int, check_rate
+from .fourier_start import fourier_start_
+from .separator import Separator, check_mixture
+from .torchaudio_port import torchaudio_config, torchaudio_state
+from .training_kernels import depthwise_conv, needs_grad, overlap_add_decode, prelu
 
 if TYPE_CHECKING:
     import torchaudio
@@ -126,11 +132,6 @@ class Encoder(nn.Module):
         return self.conv(x)
 
 
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    """Whether autograd will want gradients of an op on ``tensors`` (the layers below then take their training form)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 class Decoder(nn.Module):
     """The synthesis filterbank: a transposed 1-D conv from N channels to 1, length L, hop L/2, no bias.
 
@@ -141,11 +142,11 @@ class Decoder(nn.Module):
     The parameters are those of ``nn.ConvTranspose1d(N, 1, L, stride=L // 2)`` (``V``,
     ``(N, 1, L)``). Without gradients (separating, evaluating) the output is that conv's, bit
     for bit torchaudio's. When gradients are needed it is computed as what a transposed conv
-    is: one matrix product ``V^T @ latent`` giving ``(batch, L, frames)`` windows, then their
-    overlap-add (``F.fold``). The same sum in another order (it differs from the conv by
-    float32 rounding, and is nearer the float64 result); on a CPU its forward and backward
-    run several times faster than the transposed conv's (``benchmarks/bench_conv_tasnet_layers.py``
-    prints the ratio).
+    is (:func:`~metalearn_sep.models.training_kernels.overlap_add_decode`): one matrix product
+    ``V^T @ latent`` giving ``(batch, L, frames)`` windows, then their overlap-add. The same
+    sum in another order (it differs from the conv by float32 rounding, and is nearer the
+    float64 result), with a forward and backward that run faster on a CPU than the
+    transposed conv's (:mod:`~metalearn_sep.models.training_kernels` says why).
 
     Args:
         N: number of latent channels.
@@ -158,103 +159,24 @@ class Decoder(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         weight = self.conv_transpose.weight
-        if not _needs_grad(latent, weight):
+        if not needs_grad(latent, weight):
             return self.conv_transpose(latent)
-        L, hop, crop, frames = weight.shape[-1], self.conv_transpose.stride[0], self.conv_transpose.padding[0], latent.shape[-1]
-        windows = torch.matmul(weight[:, 0].to(latent.dtype).t(), latent)  # (batch, L, frames)
-        length = (frames - 1) * hop + L
-        out = F.fold(windows, (1, length), (1, L), stride=(1, hop)).view(latent.shape[0], 1, length)
-        return out[..., crop : length - crop]
-
-
-# Two layers with a hand-written backward. They compute what nn.PReLU() and a depthwise
-# nn.Conv1d compute (same parameters); their gradients are written out, because PyTorch's
-# CPU backward of both is several times slower than the maths needs, and every block runs
-# two PReLUs and one depthwise conv (48 and 24 at the paper's configuration). The
-# depthwise conv's forward is written out too when gradients are needed (without them it
-# is PyTorch's conv, bit for bit torchaudio's). With the fused residual/skip conv of
-# ConvBlock and the Decoder's overlap-add, a training step runs faster than torchaudio's
-# on a CPU (benchmarks/bench_conv_tasnet.py has the ratio).
-
-
-class _PReLUFunction(torch.autograd.Function):
-    """PReLU with one slope a: y = x where x > 0, a x elsewhere; the backward written out.
-
-    ``dy/dx`` is 1 where x > 0 and a elsewhere; ``dL/da`` is the sum of ``grad * x`` over
-    x <= 0 (one dot product, where PyTorch's CPU backward builds a per-element gradient of a
-    and then sums it).
-    """
-
-    @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, slope)
-        return F.prelu(x, slope)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, slope = ctx.saved_tensors
-        positive = grad * x.sign().clamp_(min=0)  # grad where x > 0, else 0
-        negative = grad - positive  # grad where x <= 0, else 0
-        grad_slope = torch.dot(negative.reshape(-1), x.reshape(-1).to(negative.dtype)).reshape(slope.shape)
-        return torch.addcmul(positive, negative, slope), grad_slope
+        return overlap_add_decode(latent, weight, self.conv_transpose.stride[0], self.conv_transpose.padding[0])
 
 
 class PReLU(nn.PReLU):
     """``nn.PReLU()`` (one learnable slope, initialised to 0.25) with a faster backward.
 
     ``(batch, C, frames) -> (batch, C, frames)``; same parameter (``weight``, shape ``(1,)``)
-    and same forward as ``nn.PReLU()``, so weights copy across.
+    and same forward as ``nn.PReLU()``, so weights copy across. The backward is
+    :func:`~metalearn_sep.models.training_kernels.prelu`'s (the slope's gradient as one dot product).
     """
 
     def __init__(self) -> None:
         super().__init__(num_parameters=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _PReLUFunction.apply(x, self.weight.to(x.dtype))
-
-
-def _depthwise_taps(P: int, dilation: int, left: int, frames: int) -> Iterator[tuple[int, slice, slice]]:
-    """``(k, out, shifted)`` for each tap k: output frames ``t`` in ``out`` read input frames ``t + s_k`` in ``shifted``.
-
-    ``s_k = k d - left``; taps whose every ``t + s_k`` falls outside the input are skipped.
-    """
-    for k in range(P):
-        shift = k * dilation - left
-        out = slice(max(0, -shift), min(frames, frames - shift))
-        if out.stop > out.start:
-            yield k, out, slice(out.start + shift, out.stop + shift)
-
-
-class _DepthwiseConvFunction(torch.autograd.Function):
-    """Depthwise dilated conv: ``y[c, t] = bias[c] + sum_k weight[c, k] x[c, t + s_k]``, ``s_k = k d - left``.
-
-    (x is zero outside its frames.) Both passes are written as P shifted products, several
-    times faster on a CPU than PyTorch's dilated depthwise conv and its backward:
-    ``y[c, t] += weight[c, k] x[c, t + s_k]``; ``dx[c, t + s_k] += weight[c, k] grad[c, t]``,
-    ``dweight[c, k] = sum_(batch, t) grad[c, t] x[c, t + s_k]`` and ``dbias[c] = sum_(batch, t) grad[c, t]``.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation: int, left: int
-    ) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.dilation, ctx.left = dilation, left
-        y = bias[:, None].expand_as(x).clone(memory_format=torch.contiguous_format)
-        for k, out, shifted in _depthwise_taps(weight.shape[-1], dilation, left, x.shape[-1]):
-            y[..., out].addcmul_(x[..., shifted], weight[:, :, k])
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
-        x, weight = ctx.saved_tensors
-        grad_x, grad_weight = torch.zeros_like(x), torch.zeros_like(weight[:, 0])
-        for k, out, shifted in _depthwise_taps(weight.shape[-1], ctx.dilation, ctx.left, grad.shape[-1]):
-            grad_x[..., shifted].addcmul_(grad[..., out], weight[:, :, k])
-            grad_weight[:, k] = (grad[..., out] * x[..., shifted]).sum((0, 2))
-        return grad_x, grad_weight.unsqueeze(1), grad.sum((0, 2)), None, None
+        return prelu(x, self.weight.to(x.dtype))
 
 
 class DepthwiseConv1d(nn.Conv1d):
@@ -265,8 +187,8 @@ class DepthwiseConv1d(nn.Conv1d):
     PyTorch's ``padding="same"``). Causal: d (P - 1) zeros on the left, so frame k sees frames
     k - d (P - 1) ... k only. Same parameters as ``nn.Conv1d(C, C, P, dilation=d, groups=C)``
     and the same output: that conv's without gradients, and when gradients are needed
-    :class:`_DepthwiseConvFunction`'s faster forward and backward (the same sum in another
-    order, equal to float32 rounding).
+    :func:`~metalearn_sep.models.training_kernels.depthwise_conv`'s faster forward and
+    backward (the same sum in another order, equal to float32 rounding).
     """
 
     def __init__(self, channels: int, P: int, dilation: int, causal: bool = False) -> None:
@@ -279,22 +201,19 @@ class DepthwiseConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
-        if not _needs_grad(x, weight, bias):
+        if not needs_grad(x, weight, bias):
             d, right = self.dilation[0], self.dilation[0] * (self.kernel_size[0] - 1) - self.left  # PyTorch's conv: torchaudio's output bit for bit
             if self.left == right:
                 return F.conv1d(x, weight, bias, padding=right, dilation=d, groups=self.groups)
             return F.conv1d(F.pad(x, (self.left, right)), weight, bias, dilation=d, groups=self.groups)
-        return _DepthwiseConvFunction.apply(x, weight, bias, self.dilation[0], self.left)
+        return depthwise_conv(x, weight, bias, self.dilation[0], self.left)
 
 
 class ConvBlock(nn.Module):
     """One TCN block: 1x1 conv B -> H, PReLU, norm, depthwise dilated conv, PReLU, norm, then the outputs.
 
     ``(batch, B, frames) -> (residual (batch, B, frames) or None, skip (batch, Sc, frames))``.
-
-    The depthwise conv has H groups, kernel P and dilation d. Non-causal blocks pad it by
-    d (P - 1) / 2 frames on each side ("same" padding); causal blocks pad d (P - 1) frames
-    on the left only, so frame k sees frames k - d (P - 1) ... k and nothing later.
+    The depthwise conv (:class:`DepthwiseConv1d`: H groups, kernel P, dilation d) is causal or not.
 
     The residual (1x1 H -> B, added to the block input by :class:`MaskNetwork`) and the skip
     (1x1 H -> Sc, summed over all blocks) are two parallel 1x1 convs of the same input. They
@@ -315,15 +234,7 @@ class ConvBlock(nn.Module):
     """
 
     def __init__(
-        self,
-        B: int,
-        H: int,
-        Sc: int,
-        P: int,
-        dilation: int,
-        norm: str = "gLN",
-        causal: bool = False,
-        residual: bool = True,
+        self, B: int, H: int, Sc: int, P: int, dilation: int, norm: str = "gLN", causal: bool = False, residual: bool = True
     ) -> None:
         super().__init__()
         self.residual_channels = B if residual else 0
@@ -357,7 +268,9 @@ class MaskNetwork(nn.Module):
 
     The last block's residual would be computed and never used, so it is left out (as in
     torchaudio): this is why the parameter count is 5,116,977 for 4 sources at the paper's
-    best configuration and not 65,664 more.
+    best configuration and not 65,664 more. Chapter 03's :class:`~metalearn_sep.models.meta_tasnet.MaskingTCN`
+    is this TCN with per-instrument weights: same N, B, H, P, X, R, with Sc = B, norm "GN8",
+    mask "softmax" over its K instruments (``num_sources`` here).
 
     Args:
         N: latent channels; B, H, Sc, P, X, R: see :class:`ConvBlock` and the module docstring.
@@ -368,18 +281,8 @@ class MaskNetwork(nn.Module):
     """
 
     def __init__(
-        self,
-        N: int,
-        B: int,
-        H: int,
-        Sc: int,
-        P: int,
-        X: int,
-        R: int,
-        num_sources: int,
-        norm: str = "gLN",
-        mask: str = "sigmoid",
-        causal: bool = False,
+        self, N: int, B: int, H: int, Sc: int, P: int, X: int, R: int, num_sources: int,
+        norm: str = "gLN", mask: str = "sigmoid", causal: bool = False,
     ) -> None:
         super().__init__()
         if mask not in MASKS:
@@ -421,7 +324,7 @@ class ReceptiveField(NamedTuple):
         return self.samples / sample_rate
 
 
-class ConvTasNet(nn.Module):
+class ConvTasNet(Separator):
     """Conv-TasNet: :class:`Encoder`, :class:`MaskNetwork`, :class:`Decoder`.
 
     ``(batch, 1, time) -> (batch, sources, 1, time)``: one mono waveform per source, as long as
@@ -446,6 +349,13 @@ class ConvTasNet(nn.Module):
             in the paper and torchaudio) or "fourier" (:func:`fourier_start_` with its
             square-root Hann window; needs an even N). The rest is initialised the same
             either way, so one seed gives the same mask network with both.
+        sample_rate: the rate (Hz) the model is trained and separated at, its one entry of
+            :attr:`sample_rates` (8 kHz: chapter 01's rate and the paper's). The weights work at
+            any rate; this records which one they were trained for, so that separation
+            resamples a song to it.
+
+    As a :class:`~metalearn_sep.models.separator.Separator` it has one stage: ``stride`` L/2,
+    :attr:`min_length` 1 (it pads any length itself), :meth:`separate_stages` is ``self(inputs[0])``.
     """
 
     def __init__(
@@ -463,12 +373,12 @@ class ConvTasNet(nn.Module):
         mask: str = "sigmoid",
         causal: bool = False,
         start: str = "random",
+        sample_rate: int = 8000,
     ) -> None:
         super().__init__()
         sizes = {"num_sources": num_sources, "N": N, "L": L, "B": B, "H": H, "Sc": Sc, "P": P, "X": X, "R": R}
-        for name, value in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        sizes = {name: check_int(value, name) for name, value in sizes.items()}
+        num_sources, N, L, B, H, Sc, P, X, R = sizes.values()
         if L < 2:
             raise ValueError(f"L must be at least 2 samples (the hop is L // 2), got {L}.")
         if norm != "gLN" and norm != "cLN":
@@ -481,8 +391,8 @@ class ConvTasNet(nn.Module):
             raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}.")
         if start == "fourier" and N % 2:
             raise ValueError(f'start="fourier" needs an even number of encoder filters N, got N={N}.')
-        self.config = {**sizes, "norm": norm, "mask": mask, "causal": bool(causal), "start": start}
-        self.num_sources, self.L, self.stride = num_sources, L, L // 2
+        self.config = {**sizes, "norm": norm, "mask": mask, "causal": bool(causal), "start": start, "sample_rate": check_rate(sample_rate)}
+        self.num_sources, self.L, self.stride, self.sample_rate = num_sources, L, L // 2, self.config["sample_rate"]
         self.encoder = Encoder(N, L)
         self.mask_network = MaskNetwork(N, B, H, Sc, P, X, R, num_sources, norm=norm, mask=mask, causal=causal)
         self.decoder = Decoder(N, L)
@@ -491,19 +401,26 @@ class ConvTasNet(nn.Module):
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """Separate ``mixture`` ``(batch, 1, time)`` into ``(batch, sources, 1, time)``."""
-        if not isinstance(mixture, torch.Tensor) or mixture.dim() != 3 or mixture.shape[1] != 1:
-            got = tuple(mixture.shape) if isinstance(mixture, torch.Tensor) else type(mixture).__name__
-            raise ValueError(f"ConvTasNet expects a mono waveform of shape (batch, 1, time), got {got}.")
-        if mixture.shape[-1] == 0 or not mixture.is_floating_point():
-            raise ValueError(
-                "ConvTasNet expects a non-empty floating-point waveform, "
-                f"got shape {tuple(mixture.shape)} of {mixture.dtype}."
-            )
+        check_mixture(mixture, "ConvTasNet")
         batch, _, time = mixture.shape
         latent = self.encoder(F.pad(mixture, (0, self.padding(time))))
         masked = self.mask_network(latent) * latent.unsqueeze(1)
         estimates = self.decoder(masked.flatten(0, 1))
         return estimates.view(batch, self.num_sources, 1, -1)[..., :time]
+
+    @property
+    def sample_rates(self) -> list[int]:
+        """``[sample_rate]``: one stage."""
+        return [self.sample_rate]
+
+    @property
+    def min_length(self) -> int:
+        """1: :meth:`forward` pads any input to a length the windows tile."""
+        return 1
+
+    def separate_stages(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """``self(inputs[0])``: ``[(batch, 1, T)] -> (batch, sources, 1, T)``."""
+        return self(inputs[0])
 
     def padding(self, time: int) -> int:
         """Zeros appended to a ``time``-sample input so that the windows (length L, hop L/2) tile it exactly.
@@ -560,109 +477,13 @@ class ConvTasNet(nn.Module):
         return table
 
     @classmethod
-    def from_torchaudio(cls, model: torchaudio.models.ConvTasNet) -> ConvTasNet:
-        """A ConvTasNet with ``model``'s configuration (read off its modules) and a copy of all its weights.
+    def from_torchaudio(cls, model: torchaudio.models.ConvTasNet, sample_rate: int = 8000) -> ConvTasNet:
+        """A ConvTasNet with ``model``'s configuration (read off its modules), a copy of all its weights and ``sample_rate``.
 
-        torchaudio's layout: ``encoder``, ``mask_generator`` (``input_norm``, ``input_conv``,
-        ``conv_layers[i].conv_layers`` = 1x1 conv, PReLU, gLN, depthwise conv, PReLU, gLN, then
-        ``res_out`` and ``skip_out``, ``output_prelu``, ``output_conv``), ``decoder``. It ties
-        Sc to B, always uses gLN and is non-causal.
+        :mod:`~metalearn_sep.models.torchaudio_port` maps torchaudio's layout onto this one
+        (torchaudio ties Sc to B, always uses gLN and is non-causal); the two then give the same output.
         """
-        import torchaudio
-
-        if not isinstance(model, torchaudio.models.ConvTasNet):
-            raise ValueError(f"from_torchaudio expects a torchaudio.models.ConvTasNet, got {type(model).__name__}.")
-        generator = model.mask_generator
-        first = generator.conv_layers[0].conv_layers
-        depthwise = [layer.conv_layers[3] for layer in generator.conv_layers]
-        dilations = [conv.dilation[0] for conv in depthwise]
-        X = dilations.index(1, 1) if dilations.count(1) > 1 else len(dilations)
-        R = len(dilations) // X
-        P = first[3].kernel_size[0]
-        paddings = [conv.padding[0] for conv in depthwise]
-        if dilations != [2**i for i in range(X)] * R or paddings != [d * (P - 1) // 2 for d in dilations]:
-            raise ValueError(f"Unexpected torchaudio mask generator: dilations {dilations}, kernel size {P}.")
-        activations = {torch.nn.Sigmoid: "sigmoid", torch.nn.ReLU: "relu"}
-        ours = cls(
-            num_sources=model.num_sources,
-            N=model.enc_num_feats,
-            L=model.enc_kernel_size,
-            B=generator.input_conv.out_channels,
-            H=first[0].out_channels,
-            Sc=generator.output_conv.in_channels,
-            P=P,
-            X=X,
-            R=R,
-            norm="gLN",
-            mask=activations[type(generator.mask_activate)],
-        )
-        state = {
-            "encoder.conv.weight": model.encoder.weight,
-            "decoder.conv_transpose.weight": model.decoder.weight,
-            "mask_network.output_prelu.weight": generator.output_prelu.weight,
-        }
-        for name in ("weight", "bias"):
-            state[f"mask_network.input_norm.{name}"] = getattr(generator.input_norm, name)
-            state[f"mask_network.bottleneck.{name}"] = getattr(generator.input_conv, name)
-            state[f"mask_network.mask_conv.{name}"] = getattr(generator.output_conv, name)
-        for i, layer in enumerate(generator.conv_layers):
-            prefix = f"mask_network.blocks.{i}"
-            parts = ("conv_in", "prelu_in", "norm_in", "depthwise", "prelu_depthwise", "norm_depthwise")
-            for part, module in zip(parts, layer.conv_layers):
-                for name, tensor in module.named_parameters():
-                    state[f"{prefix}.{part}.{name}"] = tensor
-            outputs = ([] if layer.res_out is None else [layer.res_out]) + [layer.skip_out]
-            state[f"{prefix}.output.weight"] = torch.cat([conv.weight for conv in outputs])
-            state[f"{prefix}.output.bias"] = torch.cat([conv.bias for conv in outputs])
+        ours = cls(**torchaudio_config(model), sample_rate=sample_rate)
         ours.to(model.encoder.weight.device, model.encoder.weight.dtype)  # before the copy: no rounding
-        ours.load_state_dict({name: tensor.detach() for name, tensor in state.items()})
+        ours.load_state_dict(torchaudio_state(model))
         return ours
-
-
-def fourier_start_(model: ConvTasNet, window: str = "sqrt-hann") -> ConvTasNet:
-    """Replace ``model``'s random encoder U and decoder V with a windowed Fourier basis, in place.
-
-    Row ``k`` of U ``(N, 1, L)`` is ``w[n] cos(2π f_k n)`` for the first N/2 rows and
-    ``w[n] sin(2π f_k n)`` for the rest, with ``w`` a periodic window of length L
-    (``window="sqrt-hann"``, the default and ``ConvTasNet(start="fourier")``'s, or
-    ``"hann"``) and ``f_k`` N/2 frequencies evenly spaced from 0 to 0.5 cycles per sample
-    (0 to half the rate; the sine rows at 0 and 0.5 are zero and start silent); the rows
-    keep the mean norm of the random ones they replace, so the mask network sees latents
-    of the usual scale. V is the same basis times the one scalar that best
-    inverts U in the least-squares sense on white noise (``V(U(x)) ≈ x``). At L = 64 that
-    reconstructs at about 13 dB SNR with the Hann window, whose square does not add up to a
-    constant at hop L/2, and at about 31 dB with the square-root Hann window, whose square
-    (the Hann window) does. Everything else stays as it was and all of it is still trained.
-
-    In 5-minute runs of the cpu model (``benchmarks/bench_conv_tasnet_train.py``, whose
-    docstring has the figures) this start lifted other and vocals out of the stall that some
-    random starts fall into: at N = 256, seeds 0-2 gave 9.64 dB on average with the Hann
-    window and 9.72 dB with the square-root Hann window, against 8.77 dB from random
-    filters, and the seed moved the result by 0.2-0.4 dB instead of 1.5 dB.
-
-    Raises:
-        ValueError: for an odd N (the basis pairs a cosine and a sine per frequency) or an
-            unknown window.
-    """
-    weight = model.encoder.conv.weight
-    N, _, L = weight.shape
-    if N % 2:
-        raise ValueError(f"fourier_start_ needs an even number of encoder filters N, got N={N}.")
-    if window not in ("hann", "sqrt-hann"):
-        raise ValueError(f"Unknown window {window!r}: expected 'hann' or 'sqrt-hann'.")
-    n = torch.arange(L, dtype=torch.float64)
-    phase = 2 * torch.pi * torch.linspace(0.0, 0.5, N // 2, dtype=torch.float64)[:, None] * n
-    taper = torch.hann_window(L, periodic=True, dtype=torch.float64)
-    basis = torch.cat([phase.cos(), phase.sin()]) * (taper.sqrt() if window == "sqrt-hann" else taper)
-    scale = weight.detach().double().norm(dim=-1).mean()
-    norms = basis.norm(dim=-1, keepdim=True)
-    silent = norms <= 1e-9 * norms.max()  # the sines at 0 and at 0.5 cycles (sin(π n) is zero but for rounding)
-    basis = torch.where(silent, 0.0, basis / norms.clamp_min(torch.finfo(basis.dtype).tiny) * scale)[:, None, :]
-    decoder = model.decoder.conv_transpose.weight
-    with torch.no_grad():
-        weight.copy_(basis)
-        decoder.copy_(basis)
-        noise = torch.randn(1, 1, 64 * L, generator=torch.Generator().manual_seed(0)).to(weight)
-        decoded = model.decoder(model.encoder(noise))
-        decoder.mul_((decoded * noise).sum() / (decoded * decoded).sum())
-    return model

@@ -16,8 +16,8 @@ filterbanks side by side and adds a spectrogram:
   1x1 transposed convolution and one transposed convolution per kernel length,
   whose outputs are summed. It has no spectrogram path.
 
-Symbols (paper and original code): N latent channels, L base kernel length, S stride
-(``W`` in the original code's arguments), T samples, T' = T / S latent frames,
+Symbols (paper and original code): N latent channels, L base kernel length (argument ``L``),
+S stride (argument ``stride``, ``W`` in the original code), T samples, T' = T / S latent frames,
 K = sample_rate / 8000. Meta-TasNet's three stages use (N, L, S, rate) = (440, 20, 20,
 8 kHz), (880, 40, 40, 16 kHz) and (1760, 80, 80, 32 kHz): S is always 2.5 ms, so every
 stage produces 400 latent frames per second and the stages' latents line up frame for frame.
@@ -30,12 +30,9 @@ Tensor shapes: the encoder maps ``(batch, 1, T) -> (batch, N, T')``; the decoder
 sources, 1, T)``. T must be a multiple of S: the encoder raises ``ValueError``
 otherwise (it never pads silently), so ``decode(encode(x))`` always has x's length.
 
-What each part buys (chapter 02's ablation): ``EnhancedEncoder(spec_channels=0)`` drops the
-spectrogram branch (multi-kernel only); :class:`PlainEncoder` / :class:`PlainDecoder` are
-Conv-TasNet's single filterbank at the same stride S (with ``hidden`` > 0, a per-frame
-two-layer network of chosen width: a plain encoder with the capacity of an enhanced one);
-:class:`EncoderSeparator` puts any of these pairs around Conv-TasNet's
-:class:`~metalearn_sep.models.conv_tasnet.MaskNetwork`, everything else being equal.
+What each part buys is chapter 02's ablation: ``EnhancedEncoder(spec_channels=0)`` drops the
+spectrogram branch (multi-kernel only), and :mod:`metalearn_sep.models.encoder_ablation`
+compares these pairs with Conv-TasNet's single filterbank around the same masking network.
 """
 
 from __future__ import annotations
@@ -47,16 +44,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_int, check_mono_batch, check_rate, round_up
-from .conv_tasnet import MaskNetwork
 
 BASE_RATE = 8000
 """The spectrogram's window and hop scale with K = sample_rate / BASE_RATE."""
 
 LOG_EPS = 1e-8
 """Added to the power before the logarithm (the original code's constant)."""
-
-LEVEL_EPS = 1e-8
-"""Added to an input's standard deviation before :class:`EncoderSeparator` divides by it (silence stays silence)."""
 
 
 def _check_width(N: object, filters: object) -> tuple[int, int]:
@@ -76,20 +69,25 @@ def _check_width(N: object, filters: object) -> tuple[int, int]:
     return N, filters
 
 
-def _kernel_sizes(kernel_size: object, stride: object, filters: int) -> tuple[int, int, list[int]]:
-    """The kernels ``L * 2**l`` (l < filters), checked so that padding (k - S)/2 is a non-negative integer."""
-    kernel_size = check_int(kernel_size, "kernel_size")
+def check_kernels(L: object, stride: object, filters: int) -> tuple[int, int, list[int]]:
+    """``(L, S, kernels)``: the kernels ``L * 2**l`` (l < filters), checked so that padding (k - S)/2 is a non-negative integer."""
+    L = check_int(L, "L")
     stride = check_int(stride, "stride")
-    kernels = [kernel_size * 2**level for level in range(filters)]
-    if kernel_size < stride:
-        raise ValueError(f"kernel_size must be at least the stride, got kernel_size={kernel_size} and stride={stride}.")
+    kernels = [L * 2**level for level in range(filters)]
+    if L < stride:
+        raise ValueError(f"L must be at least the stride, got L={L} and stride={stride}.")
     odd = [k for k in kernels if (k - stride) % 2]
     if odd:
         raise ValueError(
             f"Every kernel minus the stride must be even so that padding (k - stride)/2 centres the frames, "
             f"got kernels {kernels} with stride={stride}."
         )
-    return kernel_size, stride, kernels
+    return L, stride, kernels
+
+
+def fusion_layers(channels: int, N: int) -> list[nn.Module]:
+    """The encoder's fusion: 1x1 conv ``channels -> N``, ReLU, 1x1 conv N -> N, no biases and no final nonlinearity."""
+    return [nn.Conv1d(channels, N, kernel_size=1, bias=False), nn.ReLU(), nn.Conv1d(N, N, kernel_size=1, bias=False)]
 
 
 class SpectrogramBranch(nn.Module):
@@ -188,7 +186,7 @@ class EnhancedEncoder(nn.Module):
 
     Args:
         N: latent channels (440, 880, 1760 at 8, 16, 32 kHz in the paper).
-        kernel_size: L, the shortest kernel; branch l uses ``L * 2**l`` samples.
+        L: the shortest kernel (samples); branch l uses ``L * 2**l`` samples.
         stride: S, the hop of every branch (T' = T / S frames).
         sample_rate: Hz, a multiple of 8000; sets the spectrogram's n_fft = 1024 K and hop 256 K.
         filters: number of parallel conv branches (3 in the paper), N/4 channels each.
@@ -214,10 +212,10 @@ class EnhancedEncoder(nn.Module):
     ``self.config`` holds the constructor arguments (``EnhancedEncoder(**config)`` rebuilds it).
     """
 
-    def __init__(self, N: int, kernel_size: int, stride: int, sample_rate: int, filters: int = 3, spec_channels: int = 256) -> None:
+    def __init__(self, N: int, L: int, stride: int, sample_rate: int, filters: int = 3, spec_channels: int = 256) -> None:
         super().__init__()
         N, filters = _check_width(N, filters)
-        kernel_size, stride, kernels = _kernel_sizes(kernel_size, stride, filters)
+        L, stride, kernels = check_kernels(L, stride, filters)
         spec_channels = check_int(spec_channels, "spec_channels", low=0)
         if spec_channels:
             self.spectrogram = SpectrogramBranch(sample_rate, spec_channels)
@@ -226,18 +224,14 @@ class EnhancedEncoder(nn.Module):
             self.spectrogram = None
             sample_rate = check_rate(sample_rate)
         self.config = {
-            "N": N, "kernel_size": kernel_size, "stride": stride, "sample_rate": sample_rate,
+            "N": N, "L": L, "stride": stride, "sample_rate": sample_rate,
             "filters": filters, "spec_channels": spec_channels,
         }
         self.N, self.stride = N, stride
         self.convs = nn.ModuleList(
             nn.Conv1d(1, N // 4, kernel_size=k, stride=stride, padding=(k - stride) // 2, bias=False) for k in kernels
         )
-        self.fusion = nn.Sequential(
-            nn.Conv1d(filters * (N // 4) + spec_channels, N, kernel_size=1, bias=False),
-            nn.ReLU(),
-            nn.Conv1d(N, N, kernel_size=1, bias=False),
-        )
+        self.fusion = nn.Sequential(*fusion_layers(filters * (N // 4) + spec_channels, N))
 
     @property
     def min_length(self) -> int:
@@ -266,7 +260,7 @@ class EnhancedDecoder(nn.Module):
 
     Args:
         N: latent channels (must equal the encoder's).
-        kernel_size: L; slice l is decoded with kernel ``L * 2**l``.
+        L: the shortest kernel (samples); slice l is decoded with kernel ``L * 2**l``.
         stride: S, as in the encoder.
         filters: number of kernel lengths (3 in the paper).
 
@@ -284,11 +278,11 @@ class EnhancedDecoder(nn.Module):
     ``self.config`` holds the constructor arguments (``EnhancedDecoder(**config)`` rebuilds it).
     """
 
-    def __init__(self, N: int, kernel_size: int, stride: int, filters: int = 3) -> None:
+    def __init__(self, N: int, L: int, stride: int, filters: int = 3) -> None:
         super().__init__()
         N, filters = _check_width(N, filters)
-        kernel_size, stride, kernels = _kernel_sizes(kernel_size, stride, filters)
-        self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "filters": filters}
+        L, stride, kernels = check_kernels(L, stride, filters)
+        self.config = {"N": N, "L": L, "stride": stride, "filters": filters}
         self.N = N
         self.slices = [N // 2 ** (level + 1) for level in range(filters)]
         self.expand = nn.Sequential(nn.ConvTranspose1d(N, sum(self.slices), kernel_size=1, bias=False), nn.ReLU())
@@ -311,7 +305,7 @@ class EnhancedDecoder(nn.Module):
         return wave.reshape(*lead, 1, wave.shape[-1])
 
 
-def _waveform_rows(item: object) -> torch.Tensor:
+def waveform_rows(item: object) -> torch.Tensor:
     """A dataset item as ``(examples, T)``: a tensor ``(..., T)``, or a tuple/list whose first element is one."""
     if isinstance(item, (tuple, list)) and item:
         item = item[0]
@@ -354,7 +348,7 @@ def spectrogram_statistics(
     mean = torch.zeros(branch.bins, dtype=torch.float64, device=device)
     m2 = torch.zeros_like(mean)
     for item in waveforms:
-        rows = _waveform_rows(item)[: max_examples - seen]
+        rows = waveform_rows(item)[: max_examples - seen]
         values = branch.log_power(rows.to(device=device, dtype=dtype)).double()  # (rows, F, frames)
         n = values.shape[0] * values.shape[2]
         batch_mean = values.mean(dim=(0, 2))
@@ -372,256 +366,3 @@ def spectrogram_statistics(
     mean, std = mean.to(dtype), std.to(dtype)
     branch.set_statistics(mean, std)
     return mean, std
-
-
-class PlainEncoder(nn.Module):
-    """Conv-TasNet's encoder at Meta-TasNet's stride: one learned filterbank of L samples, hop S.
-
-    ``hidden=0`` (the plain baseline): Conv1d(1 -> N, kernel L, stride S, padding (L - S)/2, no
-    bias), linear, as in :class:`~metalearn_sep.models.conv_tasnet.Encoder` but with the
-    enhanced encoder's frame alignment (frame t centred on sample t S + S/2).
-
-    ``hidden > 0`` (a capacity control): Conv1d(1 -> hidden, same kernel, stride and padding),
-    ReLU, 1x1 conv hidden -> N, ReLU, 1x1 conv N -> N (no biases), the enhanced encoder's
-    layout with a single L-sample branch and no spectrogram: as deep as the enhanced
-    encoder and, with a suitable ``hidden``, as large, but it sees only L samples per frame.
-
-    Shapes: ``(batch, 1, T) -> (batch, N, T / S)`` with T a multiple of S (else ``ValueError``).
-    ``self.config`` holds the constructor arguments.
-    """
-
-    def __init__(self, N: int, kernel_size: int, stride: int, hidden: int = 0) -> None:
-        super().__init__()
-        N = check_int(N, "N")
-        kernel_size, stride, _ = _kernel_sizes(kernel_size, stride, 1)
-        hidden = check_int(hidden, "hidden", low=0)
-        self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "hidden": hidden}
-        self.N, self.stride = N, stride
-        padding = (kernel_size - stride) // 2
-        self.conv = nn.Conv1d(1, hidden or N, kernel_size, stride=stride, padding=padding, bias=False)
-        self.fusion = None
-        if hidden:
-            self.fusion = nn.Sequential(
-                nn.ReLU(),
-                nn.Conv1d(hidden, N, kernel_size=1, bias=False),
-                nn.ReLU(),
-                nn.Conv1d(N, N, kernel_size=1, bias=False),
-            )
-
-    @property
-    def min_length(self) -> int:
-        """The shortest input (samples): one stride."""
-        return self.stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, 1, T) -> (batch, N, T / S)``."""
-        check_mono_batch(x, self.stride, self.stride)
-        z = self.conv(x)
-        return z if self.fusion is None else self.fusion(z)
-
-
-class PlainDecoder(nn.Module):
-    """The synthesis filterbank matching :class:`PlainEncoder`.
-
-    ``hidden=0``: ConvTranspose1d(N -> 1, kernel L, stride S, padding (L - S)/2, no bias).
-    ``hidden > 0``: ConvTranspose1d(N -> hidden, kernel 1, no bias), ReLU, then
-    ConvTranspose1d(hidden -> 1, kernel L, stride S, padding (L - S)/2, no bias), like
-    :class:`EnhancedDecoder` with a single kernel length.
-
-    Shapes: ``(batch, N, T') -> (batch, 1, T' S)``. ``self.config`` holds the constructor arguments.
-    """
-
-    def __init__(self, N: int, kernel_size: int, stride: int, hidden: int = 0) -> None:
-        super().__init__()
-        N = check_int(N, "N")
-        kernel_size, stride, _ = _kernel_sizes(kernel_size, stride, 1)
-        hidden = check_int(hidden, "hidden", low=0)
-        self.config = {"N": N, "kernel_size": kernel_size, "stride": stride, "hidden": hidden}
-        self.N = N
-        self.expand = None
-        if hidden:
-            self.expand = nn.Sequential(nn.ConvTranspose1d(N, hidden, kernel_size=1, bias=False), nn.ReLU())
-        padding = (kernel_size - stride) // 2
-        self.conv = nn.ConvTranspose1d(hidden or N, 1, kernel_size, stride=stride, padding=padding, bias=False)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``(batch, N, T') -> (batch, 1, T' S)``."""
-        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[1] != self.N:
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"The decoder expects a latent of shape (batch, {self.N}, frames), got {got}.")
-        return self.conv(z if self.expand is None else self.expand(z))
-
-
-ENCODERS = ("plain", "multi", "multi+spec")
-"""The encoder/decoder pairs :class:`EncoderSeparator` can use."""
-
-
-class EncoderSeparator(nn.Module):
-    """Conv-TasNet's masking network between a swappable encoder/decoder pair (chapter 02's ablation).
-
-    ``(batch, 1, T) -> (batch, sources, 1, T)``: encoder ``(batch, N, T')``, then
-    :class:`~metalearn_sep.models.conv_tasnet.MaskNetwork` masks ``(batch, sources, N, T')``,
-    mask times latent, then the decoder, one waveform per source. Every pair works at the
-    same stride S, so all variants share the latent shape and the masking network exactly:
-
-    * ``"plain"``: :class:`PlainEncoder` / :class:`PlainDecoder` (Conv-TasNet's single
-      filterbank of L samples); with ``hidden`` > 0, their two-layer version, the capacity
-      control (see :meth:`capacity_control`).
-    * ``"multi"``: ``EnhancedEncoder(spec_channels=0)`` / :class:`EnhancedDecoder`: kernels
-      L, 2L, ..., fused by the two 1x1 convs, no spectrogram.
-    * ``"multi+spec"``: the full :class:`EnhancedEncoder` / :class:`EnhancedDecoder`. Set the
-      spectrogram statistics from training mixtures (:meth:`set_spectrogram_statistics`)
-      before training.
-
-    The input is padded with zeros at the end to a multiple of S (and to :attr:`min_length`)
-    and the output cropped back, so any length works. With ``normalize`` (the default) each
-    example is divided by its standard deviation before the encoder and the estimates are
-    multiplied by it again, so the model sees unit-level input whatever the mixture's level,
-    as the original code trains (each track divided by its mixture's std) and separates (each
-    input divided by its std). It matters for the enhanced encoder: a gain g scales its conv
-    branches' outputs by g but only shifts its log spectrogram by 2 log10 g, so at another
-    level the fusion would receive the two in other proportions.
-
-    Args:
-        encoder: one of :data:`ENCODERS`.
-        num_sources: masks (4: drums, bass, other, vocals).
-        N: latent channels; L: base kernel; stride: S (hop of every filterbank); sample_rate: Hz.
-        B, H, Sc, P, X, R: the masking network's sizes (:class:`~metalearn_sep.models.conv_tasnet.MaskNetwork`).
-        norm: the masking network's normalisation ("gLN", "cLN" or "GN<g>").
-        mask: "softmax" (across sources, as Meta-TasNet), "sigmoid" or "relu".
-        filters, spec_channels: the enhanced pair's branches and spectrogram channels (not used by "plain").
-        hidden: the plain pair's hidden width (``"plain"`` only; 0 is Conv-TasNet's linear encoder).
-        normalize: divide each input by its standard deviation, and multiply the estimates by it.
-
-    The defaults are Meta-TasNet's first stage (N=440, L=S=20 at 8 kHz, B=H=Sc=160, P=3,
-    X=6, R=3, 256 spectrogram channels). ``self.config`` holds the constructor arguments
-    (JSON-serialisable), so ``EncoderSeparator(**model.config)`` rebuilds the architecture
-    and :class:`~metalearn_sep.train.Trainer` checkpoints check it.
-    """
-
-    def __init__(
-        self,
-        encoder: str = "multi+spec",
-        num_sources: int = 4,
-        N: int = 440,
-        L: int = 20,
-        stride: int = 20,
-        sample_rate: int = 8000,
-        B: int = 160,
-        H: int = 160,
-        Sc: int = 160,
-        P: int = 3,
-        X: int = 6,
-        R: int = 3,
-        norm: str = "gLN",
-        mask: str = "softmax",
-        filters: int = 3,
-        spec_channels: int = 256,
-        hidden: int = 0,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__()
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(map(repr, ENCODERS))}, got {encoder!r}.")
-        sizes = {"num_sources": num_sources, "N": N, "L": L, "stride": stride, "B": B, "H": H, "Sc": Sc, "P": P, "X": X, "R": R}
-        sizes = {name: check_int(value, name) for name, value in sizes.items()}
-        hidden = check_int(hidden, "hidden", low=0)
-        if hidden and encoder != "plain":
-            raise ValueError(f'hidden applies to the "plain" encoder only, got hidden={hidden} with encoder={encoder!r}.')
-        self.config = {
-            "encoder": encoder, **sizes, "sample_rate": check_rate(sample_rate),
-            "norm": norm, "mask": mask, "filters": filters, "spec_channels": spec_channels, "hidden": hidden,
-            "normalize": bool(normalize),
-        }
-        N, L, stride = sizes["N"], sizes["L"], sizes["stride"]
-        # The masking network is built first, so that after the same torch.manual_seed every
-        # variant starts from the same masking network: the comparison is paired.
-        self.mask_network = MaskNetwork(
-            N, sizes["B"], sizes["H"], sizes["Sc"], sizes["P"], sizes["X"], sizes["R"], sizes["num_sources"], norm=norm, mask=mask,
-        )
-        if encoder == "plain":
-            self.encoder = PlainEncoder(N, L, stride, hidden)
-            self.decoder = PlainDecoder(N, L, stride, hidden)
-        else:
-            channels = check_int(spec_channels, "spec_channels") if encoder == "multi+spec" else 0
-            self.encoder = EnhancedEncoder(N, L, stride, sample_rate, filters=filters, spec_channels=channels)
-            self.decoder = EnhancedDecoder(N, L, stride, filters=filters)
-        self.num_sources, self.stride, self.sample_rate = sizes["num_sources"], self.encoder.stride, self.config["sample_rate"]
-        self.normalize = bool(normalize)
-
-    @property
-    def min_length(self) -> int:
-        """The shortest input the encoder accepts unpadded (shorter inputs are padded to it)."""
-        return self.encoder.min_length
-
-    def padded_length(self, time: int) -> int:
-        """The length a ``time``-sample input is zero-padded to: a multiple of S, at least :attr:`min_length`."""
-        return max(round_up(time, self.stride), self.min_length)
-
-    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
-        """Separate ``mixture`` ``(batch, 1, time)`` into ``(batch, sources, 1, time)``."""
-        if not isinstance(mixture, torch.Tensor) or mixture.dim() != 3 or mixture.shape[1] != 1:
-            got = tuple(mixture.shape) if isinstance(mixture, torch.Tensor) else type(mixture).__name__
-            raise ValueError(f"EncoderSeparator expects a mono waveform of shape (batch, 1, time), got {got}.")
-        if mixture.shape[-1] == 0 or not mixture.is_floating_point():
-            raise ValueError(
-                f"EncoderSeparator expects a non-empty floating-point waveform, got shape {tuple(mixture.shape)} of {mixture.dtype}."
-            )
-        batch, _, time = mixture.shape
-        scale = mixture.std(dim=-1, keepdim=True, correction=0) + LEVEL_EPS if self.normalize else None  # (batch, 1, 1)
-        x = mixture if scale is None else mixture / scale
-        latent = self.encoder(F.pad(x, (0, self.padded_length(time) - time)))  # (batch, N, T')
-        masked = self.mask_network(latent) * latent.unsqueeze(1)  # (batch, sources, N, T')
-        estimates = self.decoder(masked.flatten(0, 1)).view(batch, self.num_sources, 1, -1)[..., :time]
-        return estimates if scale is None else estimates * scale.unsqueeze(1)
-
-    def set_spectrogram_statistics(self, mixtures: Iterable[object], max_examples: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`spectrogram_statistics` of ``mixtures`` as the encoder sees them (each row divided by its std with ``normalize``).
-
-        ``mixtures``: items ``(..., T)`` (e.g. ``(batch, 1, T)``) or ``(mixture, stems)`` tuples.
-        Returns ``(mean, std)`` per STFT bin; ``ValueError`` for a variant without a spectrogram.
-        """
-        if getattr(self.encoder, "spectrogram", None) is None:
-            raise ValueError(f'The {self.config["encoder"]!r} encoder has no spectrogram branch, so it needs no statistics.')
-
-        def rows() -> Iterable[torch.Tensor]:
-            for item in mixtures:
-                x = _waveform_rows(item)
-                yield x / (x.std(dim=-1, keepdim=True, correction=0) + LEVEL_EPS) if self.normalize else x
-
-        return spectrogram_statistics(self.encoder, rows(), max_examples)
-
-    def parameter_table(self) -> dict[str, int]:
-        """Trainable parameters of ``encoder``, ``mask_network``, ``decoder`` and their ``total``."""
-        table = {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in ("encoder", "mask_network", "decoder")}
-        table["total"] = sum(table.values())
-        return table
-
-    @classmethod
-    def capacity_control(cls, reference: EncoderSeparator) -> EncoderSeparator:
-        """A ``"plain"`` separator as large as ``reference``: same settings, ``hidden`` chosen to match its parameter count.
-
-        The plain pair's parameters grow linearly with ``hidden`` (``2 hidden (L + N) + N^2``);
-        the ``hidden`` >= 1 whose total is closest to the reference's is used, so the two differ
-        by at most ``L + N`` parameters (when the reference is not smaller than hidden = 1 allows).
-        The control then has the reference's latent, masking network, depth and size, but sees
-        only L samples per frame: what it gains over ``"plain"`` is capacity, not input.
-
-        Counting draws nothing from the global random generator, so after the same
-        ``torch.manual_seed`` the control starts from the same masking network as any
-        ``EncoderSeparator(...)`` built in its place.
-        """
-        if not isinstance(reference, EncoderSeparator):
-            raise ValueError(f"reference must be an EncoderSeparator, got {type(reference).__name__}.")
-        c = reference.config
-
-        def pair(hidden: int) -> int:
-            modules = (PlainEncoder(c["N"], c["L"], c["stride"], hidden), PlainDecoder(c["N"], c["L"], c["stride"], hidden))
-            return sum(p.numel() for m in modules for p in m.parameters())
-
-        table = reference.parameter_table()
-        target = table["encoder"] + table["decoder"]
-        with torch.random.fork_rng(devices=[]):  # the counting modules' random weights leave the generator as it was
-            first, slope = pair(1), pair(2) - pair(1)
-        hidden = max(1, round((target - first) / slope) + 1)
-        return cls(**{**c, "encoder": "plain", "hidden": hidden})

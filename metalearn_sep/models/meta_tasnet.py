@@ -1,9 +1,10 @@
 """Meta-TasNet: multi-stage separation with instrument-generated masking networks.
 
-Symbols (the paper's and the released code's): N latent channels (encoder filters), L
-encoder kernel, stride W, B bottleneck channels, H hidden channels, P depthwise kernel,
-X blocks per stack, R stacks, E1 embedding size, E2 generator bottleneck, K instruments
-(4: drums, bass, other, vocals).
+Symbols (the paper's and the released code's; the arguments carry the same names): N latent
+channels (encoder filters), L encoder kernel, S the stride (argument ``stride``, W in the
+released code), B bottleneck channels, H hidden channels, P depthwise kernel, X blocks per
+stack, R stacks, E1 embedding size, E2 generator bottleneck, K instruments (4: drums, bass,
+other, vocals), R_s = ``base_rate * 2**s`` the rate of stage s.
 
 One :class:`Stage` is enhanced encoder -> :class:`MaskingTCN` -> enhanced decoder, plus the
 stage's instrument embedding table. :class:`MetaTasNet` stacks stages at 8, 16 and 32 kHz:
@@ -22,15 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metalearn_sep.models.enhanced import EnhancedDecoder, EnhancedEncoder
-from metalearn_sep.models.generator import (
-    INSTRUMENTS,
-    GeneratedGroupNorm,
-    InstrumentEmbedding,
-    InstrumentLayers,
-    SharedConv1d,
-    check_embedding,
-)
+from ..checks import check_int, round_up
+from .enhanced import EnhancedDecoder, EnhancedEncoder
+from .generator import INSTRUMENTS, GeneratedGroupNorm, InstrumentEmbedding, InstrumentLayers, SharedConv1d, check_embedding
+from .separator import Separator
 
 
 class TCNBlock(nn.Module):
@@ -62,6 +58,11 @@ class TCNBlock(nn.Module):
 
 class MaskingTCN(nn.Module):
     """The masking network: one extractor per instrument, all K run in parallel.
+
+    Chapter 01's :class:`~metalearn_sep.models.conv_tasnet.MaskNetwork` (Conv-TasNet's TCN)
+    with per-instrument layers: the same symbols N, B, H, P, X, R; its skip channels Sc = B;
+    every norm GN(8) (``norm="GN8"`` there); a softmax over the K instruments (``num_sources``
+    there); and a PReLU + GN before the input conv and after the mask conv.
 
     PReLU -> GN(8) -> 1x1 conv C_in -> B -> PReLU -> GN(8); R stacks of X :class:`TCNBlock`
     (dilations 1, 2, ..., 2**(X-1)); PReLU on the skip sum -> GN(8) -> 1x1 conv B -> N ->
@@ -264,7 +265,7 @@ class Stage(nn.Module):
         return StageOutput(estimates=estimates, latents=latents, mixture_latent=latent, masks=masks)
 
 
-class MetaTasNet(nn.Module):
+class MetaTasNet(Separator):
     """Meta-TasNet: ``stages`` :class:`Stage` s at ``base_rate * 2**s`` Hz, chained by their latents.
 
     Defaults are the released configuration (45,531,260 trained parameters; 34,673,054 with
@@ -275,7 +276,13 @@ class MetaTasNet(nn.Module):
 
     Forward: ``mixtures[s]`` ``(batch, 1, T_0 * 2**s)`` with T_0 a multiple of ``stride``
     (20 samples = 2.5 ms at 8 kHz) -> one :class:`StageOutput` per stage; no padding is done
-    (use :meth:`expected_lengths`). Wrong lengths or shapes raise ``ValueError``.
+    (use :meth:`expected_lengths`, or :meth:`stage_inputs` from a signal at any rate). Wrong
+    lengths or shapes raise ``ValueError``.
+
+    As a :class:`~metalearn_sep.models.separator.Separator`: :attr:`sample_rates` R_s =
+    ``base_rate * 2**s``, ``stride`` S at R_0, :attr:`min_length` (520 samples at 8 kHz with
+    the spectrogram branch, the stride without), :meth:`separate_stages` the last stage's
+    estimates only.
     """
 
     def __init__(
@@ -298,8 +305,7 @@ class MetaTasNet(nn.Module):
         film: bool = False,
     ) -> None:
         super().__init__()
-        if stages < 1:
-            raise ValueError(f"MetaTasNet needs at least one stage, got stages={stages}.")
+        stages = check_int(stages, "stages")
         self.config = dict(
             stages=stages, N=N, L=L, stride=stride, B=B, H=H, X=X, R=R, P=P, E1=E1, E2=E2,
             filters=filters, spec_channels=spec_channels, base_rate=base_rate, generated=generated, film=film,
@@ -319,6 +325,28 @@ class MetaTasNet(nn.Module):
     def sample_rates(self) -> list[int]:
         """Each stage's rate in Hz, e.g. ``[8000, 16000, 32000]``."""
         return [stage.sample_rate for stage in self.stages]
+
+    @property
+    def min_length(self) -> int:
+        """The shortest input at R_0: the largest over stages s of ``ceil(stage.encoder.min_length / 2**s)``.
+
+        Stage s's encoder needs its spectrogram's n_fft/2 + 1 samples at R_s rounded up to its
+        stride (the stride alone without a spectrogram branch); R_s has 2^s samples per sample at R_0.
+        """
+        return max(round_up(stage.encoder.min_length, 2**s) // 2**s for s, stage in enumerate(self.stages))
+
+    def separate_stages(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The last stage's estimates ``(batch, K, 1, T_0 2^S)`` for stage inputs ``(batch, 1, T_0 2^s)``.
+
+        The stages are called one by one, keeping only the latents the next stage needs:
+        ``self(inputs)`` would hold every stage's masks, latents and estimates until the last
+        stage is done, raising the peak memory of separation for the same result.
+        """
+        self._check_mixtures(inputs)
+        previous = None
+        for stage, mixture in zip(self.stages[:-1], inputs):
+            previous = stage(mixture, previous).latents
+        return self.stages[-1](inputs[-1], previous).estimates
 
     def expected_lengths(self, length: int) -> list[int]:
         """Stage input lengths ``T_0 * 2**s`` for a first-stage length ``T_0`` (a multiple of ``stride``)."""
