@@ -10,17 +10,15 @@ and the medians are compared. The median of the per-round ratios is printed as w
 
 Where ours gains: the backward passes of its PReLU and depthwise conv are written out
 (PyTorch's CPU ones are several times slower), and each block's residual and skip 1x1
-convs run as one conv with B + Sc outputs. Since 2026-12-03 the depthwise conv's forward
-is written out too and the decoder is a matrix product and an overlap-add whenever
-gradients are needed (``benchmarks/bench_conv_tasnet_layers.py`` times both against
-PyTorch's convs: 1.66x for the decoder, 1.1-2.3x for the depthwise conv, 1.22x for a whole
-cpu-model step, one thread, 2026-12-03); that did not move this ratio at the paper's L = 16:
-1.375 before and 1.345 after, one run each on 2 shared cores.
+convs run as one conv with B + Sc outputs. When gradients are needed the depthwise conv's
+forward is written out too and the decoder is a matrix product and an overlap-add
+(``benchmarks/bench_conv_tasnet_layers.py`` times those two against PyTorch's convs).
 
 Target: ratio = torchaudio / ours >= 1.0 (ours is not slower). Exits 1 if it is missed or if
-the outputs differ by more than 1e-5.
+the outputs differ by more than 1e-5. The figures are appended to ``benchmarks/RESULTS.md``
+(its ``bench_conv_tasnet`` table holds the recorded runs) unless ``--no-record`` is given.
 
-    python benchmarks/bench_conv_tasnet.py [--batch 2] [--seconds 1.0] [--repeats 21] [--threads N]
+    python benchmarks/bench_conv_tasnet.py [--batch 2] [--seconds 1.0] [--repeats 21] [--threads N] [--no-record]
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ import torch
 import torchaudio
 
 from metalearn_sep.models.conv_tasnet import ConvTasNet
+from results_table import add_no_record_flag, record
 
 RATE = 8000
 TARGET = 1.0
@@ -54,6 +53,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="audio length per example at 8 kHz")
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="default: torch's default")
+    add_no_record_flag(parser)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -87,6 +87,16 @@ def main() -> int:
     print(f"  (median of the per-round ratios: {paired:.3f})")
     ok = ratio >= TARGET and difference <= 1e-5
     print("PASS" if ok else "FAIL")
+    if not args.no_record:
+        size = f"batch {args.batch} x {args.seconds:g} s"
+        record("bench_conv_tasnet", {
+            f"torchaudio / ours time, paper config, {size}":
+                f"{ratio:.3f} (torchaudio {1000 * median['torchaudio']:.1f} ms, ours {1000 * median['ours']:.1f} ms, "
+                f"{torch.get_num_threads()} thread(s), median of {args.repeats}; per-round median {paired:.3f}); "
+                f"target >= {TARGET}: {'met' if ratio >= TARGET else 'MISSED'}",
+            f"max abs output difference ours - torchaudio, {size}":
+                f"{difference:.2e}; target <= 1e-5: {'met' if difference <= 1e-5 else 'MISSED'}",
+        })
     return 0 if ok else 1
 
 

@@ -11,9 +11,11 @@ depthwise conv H channels at each dilation of one repeat). It also times one tra
 (forward, loss, backward) of the whole cpu model as the course runs it and with both layers
 put back to PyTorch's convs.
 
-Target: every ratio (PyTorch's time / ours) >= 1.0; exits 1 otherwise.
+Target: every ratio (PyTorch's time / ours) >= 1.0; exits 1 otherwise. The figures are
+appended to ``benchmarks/RESULTS.md`` (its ``bench_conv_tasnet_layers`` table holds the
+recorded runs) unless ``--no-record`` is given.
 
-    python benchmarks/bench_conv_tasnet_layers.py [--repeats 21] [--threads 1]
+    python benchmarks/bench_conv_tasnet_layers.py [--repeats 21] [--threads 1] [--no-record]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 
 from metalearn_sep.config import CONV_TASNET_SIZES
 from metalearn_sep.models.conv_tasnet import ConvTasNet, Decoder, DepthwiseConv1d
+from results_table import add_no_record_flag, record
 
 RATE, SECONDS, BATCH = 8000, 2.0, 2
 
@@ -62,6 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=1)
+    add_no_record_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -108,6 +112,12 @@ def main() -> int:
         ok &= ratio >= 1.0
         print(f"  {name:45s} ours {1e3 * ours:7.2f}  PyTorch's conv {1e3 * theirs:7.2f}  ratio {ratio:5.2f}")
     print("PASS" if ok else "FAIL: a training form is slower than the conv it replaces")
+    if not args.no_record:
+        record("bench_conv_tasnet_layers", {
+            f"{name}: PyTorch's conv / ours": f"{theirs / ours:.2f} (ours {1e3 * ours:.2f} ms, PyTorch's {1e3 * theirs:.2f} ms, "
+                                               f"{args.threads} thread(s)); target >= 1.0: {'met' if theirs >= ours else 'MISSED'}"
+            for name, ours, theirs in rows
+        })
     return 0 if ok else 1
 
 

@@ -20,9 +20,11 @@ Also reported: the share of the enhanced encoder's forward + backward time spent
 spectrogram branch (measured alone on the same input) and in its conv branches.
 
 All variants run interleaved in every round; medians are compared. No target is stated for
-this comparison, so the script always exits 0 once it has printed its figures.
+this comparison, so the script always exits 0 once it has printed its figures. They are
+appended to ``benchmarks/RESULTS.md`` (its ``bench_enhanced`` table holds the recorded
+runs) unless ``--no-record`` is given.
 
-    python benchmarks/bench_enhanced.py [--batch 4] [--seconds 2.0] [--repeats 15] [--threads 1]
+    python benchmarks/bench_enhanced.py [--batch 4] [--seconds 2.0] [--repeats 15] [--threads 1] [--no-record]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 from torch import nn
 
 from metalearn_sep.models.enhanced import EnhancedDecoder, EnhancedEncoder
+from results_table import add_no_record_flag, record
 
 N, L, STRIDE, RATE = 440, 20, 20, 8000
 
@@ -63,6 +66,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="audio length per example at 8 kHz")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 gives steadier figures on a shared machine)")
+    add_no_record_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -111,6 +115,19 @@ def main() -> int:
         print(f"{name:24s} {1e3 * median[name]:9.2f}   {100 * share:5.1f} % of the enhanced encoder")
     branches = median["  spectrogram branch"] + median["  conv branches"]
     print(f"  fusion (remainder)     {100 * (1 - branches / median['enhanced encoder']):5.1f} %")
+    if not args.no_record:
+        size = f"batch {args.batch} x {length / RATE:g} s"
+        record("bench_enhanced", {
+            f"enhanced / plain S=20 enc+dec time (equal N and latent frames), {size}":
+                f"{median['enhanced enc+dec'] / median['plain S=20 enc+dec']:.1f}x "
+                f"({1e3 * median['enhanced enc+dec']:.2f} ms / {1e3 * median['plain S=20 enc+dec']:.2f} ms, {args.threads} thread(s))",
+            f"enhanced / plain S=10 enc+dec time (twice the latent frames), {size}":
+                f"{median['enhanced enc+dec'] / median['plain S=10 enc+dec']:.1f}x",
+            "spectrogram branch, share of the enhanced encoder's time":
+                f"{100 * median['  spectrogram branch'] / median['enhanced encoder']:.1f} %",
+            "conv branches, share of the enhanced encoder's time":
+                f"{100 * median['  conv branches'] / median['enhanced encoder']:.1f} %",
+        })
     return 0
 
 

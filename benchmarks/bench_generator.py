@@ -10,9 +10,11 @@ Measures forward + backward time on CPU of the paper's stage-0 masking network (
                ordinary, non-grouped convs and group norms (a Python loop over instruments).
 
 Runs are interleaved and repeated; medians are compared. Targets: generated within 1.3x of
-independent, and faster than the loop. Exits 1 if a target is missed.
+independent, and faster than the loop. Exits 1 if a target is missed. The figures are
+appended to ``benchmarks/RESULTS.md`` (its ``bench_generator`` table holds the recorded
+runs) unless ``--no-record`` is given.
 
-    python benchmarks/bench_generator.py [--seconds 1.0] [--repeats 7]
+    python benchmarks/bench_generator.py [--seconds 1.0] [--repeats 7] [--no-record]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 from metalearn_sep.models.generator import InstrumentConv1d, InstrumentGroupNorm
 from metalearn_sep.models.meta_tasnet import MaskingTCN
+from results_table import add_no_record_flag, record
 
 RATIO_TO_INDEPENDENT = 1.3
 
@@ -76,6 +79,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="audio length per example at 8 kHz")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    add_no_record_flag(parser)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -114,6 +118,16 @@ def main() -> int:
     print(f"  generated / loop        = {to_loop:.2f} (target < 1)")
     ok = to_independent <= RATIO_TO_INDEPENDENT and to_loop < 1 and difference < 1e-5
     print("PASS" if ok else "FAIL")
+    if not args.no_record:
+        size = f"batch {args.batch} x {args.seconds:g} s"
+        record("bench_generator", {
+            f"generated / independent time, {size}":
+                f"{to_independent:.2f} ({1000 * median['generated']:.1f} ms / {1000 * median['independent']:.1f} ms); "
+                f"target <= {RATIO_TO_INDEPENDENT}: {'met' if to_independent <= RATIO_TO_INDEPENDENT else 'MISSED'}",
+            f"generated / loop over instruments time, {size}":
+                f"{to_loop:.2f} (loop {1000 * median['loop']:.1f} ms); target < 1: {'met' if to_loop < 1 else 'MISSED'}",
+            f"max abs difference loop - generated masks, {size}": f"{difference:.2e}; target < 1e-5: {'met' if difference < 1e-5 else 'MISSED'}",
+        })
     return 0 if ok else 1
 
 

@@ -30,10 +30,12 @@ Rows:
 Targets (default chunk, 3-minute song, CPU): peak RSS < 4 GB (4e9 bytes) and RTF <= 1; the
 command line's peak under 4 GB and flat (less than 100 MiB more for the longest song than for
 the shortest). The exit status is 1 when one is missed. The machine's load average is printed next to every timing:
-on a shared machine the RTF is pessimistic.
+on a shared machine the RTF is pessimistic. Every row printed, and the verdicts, are appended
+to ``benchmarks/RESULTS.md`` (its ``bench_separate`` table holds the recorded runs) unless
+``--no-record`` is given.
 
     python benchmarks/bench_separate.py [--threads 2] [--seconds 180 60] [--chunks 4 16]
-                                        [--contexts 2] [--context 8] [--cpu-bf16] [--skip-tradeoff]
+                                        [--contexts 2] [--context 8] [--cpu-bf16] [--skip-tradeoff] [--no-record]
 """
 
 from __future__ import annotations
@@ -50,9 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
+from results_table import add_no_record_flag, record
+
 PEAK_TARGET_MB = 4e9 / 2**20  # 4 GB, in MiB (the unit ru_maxrss / 1024 gives on Linux)
 RTF_TARGET = 1.0
 RATE = 44100
+SHOWN: list[tuple[str, dict]] = []
+"""Every ``(label, figures)`` that :func:`show` printed, for RESULTS.md."""
 
 
 def file_child(args: argparse.Namespace) -> None:
@@ -128,10 +134,11 @@ def measure(song: Path, duration: float, chunk: float, context: float, threads: 
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"measurement failed (chunk {chunk} s, {duration} s song):\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "context": context}
 
 
 def show(label: str, r: dict) -> None:
+    SHOWN.append((label, r))
     gpu = f"  GPU peak {r['gpu_peak_mb']:7.0f} MiB" if r["gpu_peak_mb"] is not None else ""
     print(
         f"{label:<30} {r['seconds']:5.0f} s song  chunk {r['chunk']:4.1f} s  RTF {r['rtf']:6.2f}  "
@@ -139,6 +146,20 @@ def show(label: str, r: dict) -> None:
         f"  processed {r['processed'] if r['processed'] is None else round(r['processed'], 2)} ch-s/s{gpu}  load {r['load'][0]:.1f}->{r['load'][1]:.1f}  finite={r['finite']}",
         flush=True,
     )
+
+
+def row(label: str, r: dict) -> tuple[str, str]:
+    """``(figure, value)`` of a row :func:`show` printed, for RESULTS.md."""
+    streamed = label.startswith("command line")
+    mode = "CPU fp32" if streamed else label.split(",")[0]
+    figure = (f"{'command line (streamed)' if streamed else 'separate()'}, {r['seconds']:.0f} s song, {mode}, "
+              f"chunk {r['chunk']:g} s, context {r['context']:g} s")
+    value = f"RTF {r['rtf']:.2f}, peak RSS {r['peak_mb']:,.0f} MiB (separation +{r['peak_mb'] - r['baseline_mb']:,.0f})"
+    if r["gpu_peak_mb"] is not None:
+        value += f", GPU peak {r['gpu_peak_mb']:,.0f} MiB"
+    if r["processed"] is not None:
+        value += f", processed {r['processed']:.2f} ch-s/s"
+    return figure, value + f"{'' if r['finite'] else ', NOT FINITE'}; load {r['load'][0]:.1f} -> {r['load'][1]:.1f}"
 
 
 def main() -> int:
@@ -161,6 +182,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
+    add_no_record_flag(parser)
     args = parser.parse_args()
     if args.child:
         file_child(args) if args.checkpoint else child(args)
@@ -224,6 +246,9 @@ def main() -> int:
         checks.append(("command line: finite output", all(r["finite"] for r in streamed.values())))
     for text, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {text}")
+    if not args.no_record:
+        record("bench_separate", [*(row(label, r) for label, r in SHOWN),
+                                  ("targets", "; ".join(f"{'PASS' if ok else 'MISS'} {text}" for text, ok in checks))])
     return 0 if all(ok for _, ok in checks) else 1
 
 

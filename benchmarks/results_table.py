@@ -49,7 +49,7 @@ NEW_FILE = "# Benchmark results\n"
 
 
 def today() -> str:
-    """The local date, ISO 8601 (``2026-12-04``)."""
+    """The local date, ISO 8601 (``YYYY-MM-DD``)."""
     return datetime.date.today().isoformat()
 
 

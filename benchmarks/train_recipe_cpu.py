@@ -1,6 +1,6 @@
 """A full 3-stage Meta-TasNet trained with the paper's whole recipe on a CPU, for a fixed wall-clock budget.
 
-What it trains (the figures the README's course map reports for chapter 05):
+What it trains:
 
 * model: ``MetaTasNet(stages=3)`` at 8, 16 and 32 kHz, shrunk to fit two CPU cores
   (defaults: N = 64 at 8 kHz, so 64 / 128 / 256 latent channels, base kernel and stride
@@ -13,9 +13,10 @@ What it trains (the figures the README's course map reports for chapter 05):
 * optimiser: Ranger (RAdam + Lookahead k = 6, α = 0.5, decoupled weight decay 5e-4),
   gradient clipping at 5, SGDR cosine restarts with the peak multiplied by 0.85 at each
   restart. The planned number of steps is 90 % of the budget divided by the time of 10
-  steps of a throw-away copy; the SGDR period is half of it (one restart, both cycles end
-  near lr 0). Training stops at the plan or at the budget, whichever comes first: on a
-  machine that gets busier during the run it stops early, part-way down a cosine.
+  steps of a probe (a separate copy of the model, discarded); the SGDR period is half of
+  it (one restart, both cycles end near lr 0). Training stops at the plan or at the
+  budget, whichever comes first: on a machine that gets busier during the run it stops
+  early, part-way down a cosine.
   The base learning rate (default 1e-2) is ten times the paper's 1e-3, which is tuned
   for 300 k steps of batch 12 x 8 s; a run of a thousand steps needs a larger one
   (chapter 05's ablation trains one stage with 2e-2).
@@ -28,16 +29,18 @@ At the end it prints the SI-SDR improvement (dB, over the unprocessed mixture) p
 on held-out mono test songs, for every stage at its own rate (the last stage's row is the
 32 kHz output), the training time (data loading included, validation excluded), the
 number of steps and the load average of the machine (timings on a shared machine are
-not comparable with a quiet one). It writes nothing into the repository: the checkpoint
-goes to ``--out`` (default a new folder under the system's temporary directory).
-It exits 1 if the last stage does not beat the mixture on average (mean improvement <= 0).
+not comparable with a quiet one). The checkpoint goes to ``--out`` (default a new folder
+under the system's temporary directory); the figures are appended to
+``benchmarks/RESULTS.md`` (its ``train_recipe_cpu`` table holds the recorded runs) unless
+``--no-record`` is given. It exits 1 if the last stage does not beat the mixture on
+average (mean improvement <= 0).
 
 The run is built by :mod:`metalearn_sep.recipe` from ``configs/meta_tasnet_cpu.json`` (the
 same recipe ``python -m metalearn_sep train`` trains, there for a fixed number of steps);
 the options below override its sizes and settings, and the plan replaces its steps and
 SGDR period.
 
-    python benchmarks/train_recipe_cpu.py [--minutes 20] [--threads 2] [--out DIR]
+    python benchmarks/train_recipe_cpu.py [--minutes 20] [--threads 2] [--out DIR] [--no-record]
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from metalearn_sep.metrics import si_sdr_improvement
 from metalearn_sep.models.meta_tasnet import MetaTasNet
 from metalearn_sep.recipe import parse_recipe, prepare
 from metalearn_sep.train import evaluate
+from results_table import add_no_record_flag, record
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "meta_tasnet_cpu.json"
 
@@ -117,6 +121,7 @@ def main() -> int:
         parser.add_argument(f"--{option}", type=type(default), default=default, help=text or f"{section}.{key} (default {default})")
     parser.add_argument("--eval-songs", type=int, default=8)
     parser.add_argument("--eval-seconds", type=float, default=8.0)
+    add_no_record_flag(parser)
     args = parser.parse_args()
     if args.minutes <= 0:
         parser.error(f"--minutes must be positive, got {args.minutes}.")
@@ -148,7 +153,7 @@ def main() -> int:
           f"budget {args.minutes:g} min on {args.threads} threads")
     print(f"load average at start (1/5/15 min): {load()}")
 
-    # Plan the run from the speed of a few steps of a throw-away copy (same sizes, same data).
+    # Plan the run from the speed of a few steps of a probe: a separate copy (same sizes, same data), then discarded.
     probe = dataclasses.replace(run, model=MetaTasNet(**model.config), valid=None).trainer(progress=False, device="cpu")
     probe.fit(2)
     start = probe.elapsed
@@ -180,6 +185,15 @@ def main() -> int:
         print(f"{model.sample_rates[s] // 1000:>9d} kHz" + "".join(f"{v:8.2f}" for v in row.tolist()) + f"{row.nanmean().item():8.2f}")
     print(f"(32 kHz output through metalearn_sep.train.evaluate: mean {final['mean']:.2f} dB)")
     print(f"checkpoint: {out / 'recipe.pt'}")
+    if not args.no_record:
+        rates = " / ".join(f"{rate // 1000:g}" for rate in model.sample_rates)
+        record("train_recipe_cpu", {
+            "training": f"{trainer.step:,} steps ({trainer.step / planned:.0%} of the plan) in {trainer.elapsed / 60:.1f} min "
+                        f"({trainer.elapsed / trainer.step:.2f} s/step, {args.threads} threads; {params:,} parameters)",
+            f"{model.sample_rates[-1] // 1000} kHz output, mean SI-SDR improvement":
+                f"{final['mean']:.2f} dB (" + ", ".join(f"{k} {v:.1f}" for k, v in final.items() if k != "mean") + ")",
+            f"stages at {rates} kHz, mean SI-SDR improvement": " / ".join(f"{row.nanmean().item():.2f}" for row in table) + " dB",
+        })
     return 0 if final["mean"] > 0 else 1
 
 
