@@ -21,6 +21,7 @@ or weights that do not fit it.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def _defaults(cls: type[nn.Module], names: set[str]) -> dict[str, Any]:
+    """The constructor defaults of ``cls`` for ``names``: what a checkpoint written before an argument existed meant."""
+    parameters = inspect.signature(cls).parameters
+    return {n: parameters[n].default for n in names if n in parameters and parameters[n].default is not inspect.Parameter.empty}
+
+
 def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
     """Read a course checkpoint into ``model`` (which must be of its class and configuration); returns the dict.
 
@@ -96,7 +103,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]
     plain = unwrap_model(model)
     if state["model_class"] != type(plain).__name__:
         raise ValueError(f"{path} holds a {state['model_class']}, not a {type(plain).__name__}.")
-    saved, mine = state["model_config"], model_config(plain)
+    mine = model_config(plain)
+    saved = {**_defaults(type(plain), set(mine) - set(state["model_config"])), **state["model_config"]}
     diff = sorted(k for k in set(mine) | set(saved) if saved.get(k) != mine.get(k))
     if diff:
         parts = ", ".join(f"{k}={saved.get(k)!r} in the checkpoint but {mine.get(k)!r} in the model" for k in diff)

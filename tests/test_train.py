@@ -195,3 +195,19 @@ def test_the_trainer_keeps_its_own_copy_of_the_config(tmp_path):
     trainer = Trainer(TinySeparator(), toy_data(), config=config, progress=False, device="cpu")
     trainer.config.extra["recipe"] = {"a": 1}
     assert config.extra == {} and trainer.config is not config
+
+
+def test_a_checkpoint_without_a_newer_constructor_argument_loads_with_its_default(tmp_path):
+    from metalearn_sep.checkpoint import model_state, save_checkpoint
+    from metalearn_sep.models import ConvTasNet
+
+    torch.manual_seed(0)
+    model = ConvTasNet(N=16, L=8, B=8, H=16, Sc=8, X=1, R=1)
+    state = model_state(model)
+    del state["model_config"]["sample_rate"]  # as written before ConvTasNet recorded its rate
+    path = save_checkpoint(state, tmp_path / "old.pt")
+    fresh = ConvTasNet(N=16, L=8, B=8, H=16, Sc=8, X=1, R=1)
+    load_checkpoint(path, fresh)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    with pytest.raises(ValueError, match="sample_rate=8000 in the checkpoint but 16000 in the model"):
+        load_checkpoint(path, ConvTasNet(N=16, L=8, B=8, H=16, Sc=8, X=1, R=1, sample_rate=16000))
