@@ -311,20 +311,9 @@ class SharedConv1d(IndependentConv1d):
     :meth:`materialize` gives the one weight set as ``(1, C_out, C_in / groups, kernel)``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 1,
-        *,
-        dilation: int = 1,
-        padding: int = 0,
-        groups: int = 1,
-        bias: bool = False,
-    ) -> None:
-        super().__init__(
-            in_channels, out_channels, kernel_size, instruments=1, dilation=dilation, padding=padding, groups=groups, bias=bias
-        )
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, **options: int | bool) -> None:
+        """``options``: :class:`IndependentConv1d`'s ``dilation``, ``padding``, ``groups`` and ``bias``."""
+        super().__init__(in_channels, out_channels, kernel_size, instruments=1, **options)
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, K, C_in, T)`` -> ``(batch, K, C_out, T_out)``, the same kernel for every instrument."""

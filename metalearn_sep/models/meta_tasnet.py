@@ -188,11 +188,12 @@ class Stage(nn.Module):
         sample_rate: this stage's rate (Hz).
         previous_channels: N of the preceding stage (0 for the first stage); the masking
             network then takes N + previous_channels input channels.
-        B, H, X, R, P, E1, E2: masking network sizes (see :class:`MaskingTCN`).
         filters, spec_channels: encoder/decoder branches and spectrogram channels.
         generated: generated masking network (with an ``embedding`` table ``(4, E1)``) or
             independent one (``embedding`` is None).
         film: FiLM-conditioned masking network (shared convs, per-instrument GroupNorm affines).
+        masker: the masking network's sizes B, H, X, R, P, E1, E2 (:class:`MaskingTCN`'s
+            arguments and defaults, the paper's).
     """
 
     def __init__(
@@ -202,24 +203,18 @@ class Stage(nn.Module):
         stride: int,
         sample_rate: int,
         previous_channels: int = 0,
-        B: int = 160,
-        H: int = 160,
-        X: int = 6,
-        R: int = 3,
-        P: int = 3,
-        E1: int = 8,
-        E2: int = 5,
         filters: int = 3,
         spec_channels: int = 256,
         generated: bool = True,
         film: bool = False,
+        **masker: int,
     ) -> None:
         super().__init__()
         self.N, self.stride, self.sample_rate, self.previous_channels = N, stride, sample_rate, previous_channels
         self.encoder = EnhancedEncoder(N, L, stride, sample_rate, filters=filters, spec_channels=spec_channels)
-        self.masker = MaskingTCN(N + previous_channels, N, B=B, H=H, X=X, R=R, P=P, E1=E1, E2=E2, generated=generated, film=film)
+        self.masker = MaskingTCN(N + previous_channels, N, generated=generated, film=film, **masker)
         self.decoder = EnhancedDecoder(N, L, stride, filters=filters)
-        self.embedding = InstrumentEmbedding(E1) if generated else None
+        self.embedding = InstrumentEmbedding(self.masker.E1) if generated else None
 
     def forward(
         self,
