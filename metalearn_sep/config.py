@@ -108,25 +108,20 @@ CONV_TASNET_SIZES: dict[str, dict[str, int | str]] = {
 """Chapter 01's Conv-TasNet per profile (``gpu`` is the paper's best configuration).
 
 The cpu model trades the paper's 2 ms window for an 8 ms one (L = 64 at 8 kHz, N = 128):
-four times fewer latent frames, so more than twice the training steps in five minutes, a
-softmax mask across the sources, and an encoder and decoder that start from a windowed
+four times fewer latent frames, so more than twice the training steps in five minutes; a
+softmax mask across the sources; and an encoder and decoder that start from a windowed
 Fourier basis (``start="fourier"``, :func:`~metalearn_sep.models.conv_tasnet.fourier_start_`)
-instead of random filters. It reaches the chapter's target, >= 10 dB mean SI-SDR
-improvement after 5 minutes on 2 CPU cores with every seed measured (10.14, 10.08 and 10.14 dB
-for seeds 0-2, 10.06-10.47 dB for seeds 0-4 just before the last fix of the start; the
-benchmark's docstring has them); N = 256 fell 0.1 dB short (mean 9.90 dB). Against the earlier L = 16, N = 128 sigmoid model, in 5-minute
-runs on 2 CPU cores (``benchmarks/bench_conv_tasnet_train.py``, whose docstring lists every
-setting tried) the window and masks gained 1.3 dB of mean SI-SDR improvement in one process
-(8.32 against 7.02 dB on one machine); with random filters the benchmark's two processes
-gave 8.22-9.73 dB over three seeds (mean 8.77 dB, the seed deciding whether other and
-vocals get going) on a machine 1.7x faster, and the Fourier start took the spread to a few
-tenths of a dB. The ci model starts from the Fourier basis too, so the notebook's two
-profiles show the same thing; the gpu model is the paper's, random filters and all."""
+instead of random filters, which keeps other and vocals from stalling on some seeds. With
+these it reaches the chapter's target, >= 10 dB mean SI-SDR improvement after 5 minutes on
+2 CPU cores, on every seed measured (``benchmarks/bench_conv_tasnet_train.py``; every run
+and setting tried is in ``benchmarks/RESULTS.md``). The ci model starts from the Fourier
+basis too, so the notebook's two profiles show the same thing; the gpu model is the
+paper's, random filters and all."""
 
 CONV_TASNET_STEPS: dict[str, int] = {"ci": 40, "cpu": 760, "gpu": 30_000}
-"""Training steps of chapter 01's models per profile. In the cpu profile a step (batch 4 x 2 s) took 0.39 s on
-2 shared CPU cores, so each of the chapter's five models trains about 5 minutes, the budget that
-``benchmarks/bench_conv_tasnet_train.py`` measures (its docstring lists the figures of the settings tried)."""
+"""Training steps of chapter 01's models per profile. The cpu profile's 760 steps (batch 4 x 2 s) keep
+each of the chapter's models within about 5 minutes on 2 CPU cores, the budget that
+``benchmarks/bench_conv_tasnet_train.py`` measures (step times in ``benchmarks/RESULTS.md``)."""
 
 CONV_TASNET_TRAINING: dict[str, dict[str, int | float | str]] = {
     "ci": {"batch_size": 4, "lr": 3e-3, "schedule": "constant"},
@@ -135,5 +130,5 @@ CONV_TASNET_TRAINING: dict[str, dict[str, int | float | str]] = {
 }
 """Chapter 01's :class:`~metalearn_sep.train.Trainer` settings per profile, over ``CONV_TASNET_STEPS`` steps
 (``schedule_period``). cpu: Adam at 3e-3, held for 70 % of the run and then decayed linearly to zero
-(``wsd``), which beat a constant rate by 0.3 dB in one pair of 5-minute screening runs; a cosine decay over
-the whole run had lost 1-2 dB against a constant rate."""
+(``wsd``): in 5-minute screening runs a decay at the end beat a constant rate, and a cosine decay over the
+whole run lost to a constant rate (``benchmarks/RESULTS.md``, under ``bench_conv_tasnet_train``)."""

@@ -1,12 +1,13 @@
 """Separation metrics: SI-SDR for training and chapters, museval's SDR for MUSDB18 figures.
 
 * :func:`si_sdr` — scale-invariant SDR (Le Roux et al., ICASSP 2019), batched in torch.
-  ``zero_mean=True`` gives Conv-TasNet's SI-SNR (Luo & Mesgarani 2019, eq. 15).
-* :func:`framewise_sdr` — BSS Eval v4 SDR exactly as museval computes it. With
+  ``zero_mean=True`` gives Conv-TasNet's SI-SNR (Luo & Mesgarani, IEEE/ACM TASLP 2019, eq. 15).
+* :func:`framewise_sdr` — BSS Eval v4 SDR exactly as museval computes it (Stöter, Liutkus
+  & Ito, "The 2018 Signal Separation Evaluation Campaign", LVA/ICA 2018). With
   time-invariant distortion filters (v4) the spatial, interference and artefact errors
   add up to ``estimate - reference``, so museval's SDR *is* a framewise SNR over 1 s
-  frames with both channels pooled (reference/evaluation_and_data.md §2.4). It agrees
-  with museval to 0.01 dB and is hundreds of times faster.
+  frames with both channels pooled. It agrees with museval to 0.01 dB and is hundreds of
+  times faster (``benchmarks/bench_metrics.py``; figures in ``benchmarks/RESULTS.md``).
 * :func:`sisec_aggregate` — the SiSEC 2018 score: median over frames, then over tracks.
 * :func:`museval_sdr` runs museval itself, for figures to publish.
 """

@@ -1,13 +1,16 @@
 """Optimisers and learning-rate schedules of the course's :class:`~metalearn_sep.train.Trainer`.
 
 * ``adam`` / ``adamw``: Conv-TasNet's recipe (Adam, lr 1e-3, clipping at 5).
-* ``radam``: RAdam with decoupled weight decay.
-* ``ranger``: Meta-TasNet's optimiser, RAdam + :class:`Lookahead` (k = 6, α = 0.5),
-  betas (0.95, 0.999), eps 1e-5, decoupled weight decay (reference/meta_tasnet.md §2.7).
+* ``radam``: RAdam (Liu et al., "On the variance of the adaptive learning rate and
+  beyond", ICLR 2020) with decoupled weight decay.
+* ``ranger``: Meta-TasNet's optimiser (Samuel, Ganeshan & Naradowsky, ICASSP 2020, and
+  their released code), RAdam + :class:`Lookahead` (k = 6, α = 0.5), betas (0.95, 0.999),
+  eps 1e-5, decoupled weight decay.
 * schedules: ``constant``, ``cosine`` (one cosine decay over ``period`` steps), ``sgdr``
   (cosine annealing with warm restarts every ``period`` steps, each restart's peak
-  multiplied by ``decay``; Loshchilov & Hutter 2017) and ``wsd`` (warmup-stable-decay, Hu et
-  al. 2024: the full rate, then a linear decay to zero over the last fraction ``decay`` of
+  multiplied by ``decay``; Loshchilov & Hutter, "SGDR: stochastic gradient descent with
+  warm restarts", ICLR 2017) and ``wsd`` (warmup-stable-decay, Hu et al., "MiniCPM", 2024:
+  the full rate, then a linear decay to zero over the last fraction ``decay`` of
   ``period`` steps), each with an optional linear warm-up.
 """
 
@@ -23,7 +26,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 
 class Lookahead(Optimizer):
-    """Lookahead (Zhang et al. 2019) around any optimiser.
+    """Lookahead (Zhang, Lucas, Hinton & Ba, "Lookahead optimizer: k steps forward, 1 step back", NeurIPS 2019) around any optimiser.
 
     The inner optimiser takes ``k`` fast steps; then the slow weights φ move a fraction
     α towards the fast weights θ (φ ← φ + α(θ − φ)) and θ restarts from φ.
@@ -79,8 +82,8 @@ def build_optimizer(params: Iterable[torch.Tensor], name: str = "adam", lr: floa
 
     Adam and AdamW use PyTorch's fused kernel when every parameter is on the CPU or a CUDA
     device: the same update in one pass over all tensors, against one pass per operation of
-    the default (about 9 ms against 1.5 ms a step for chapter 01's 418k-parameter cpu model
-    on one core).
+    the default, several times faster for chapter 01's cpu model on one core (the timing is
+    in ``benchmarks/RESULTS.md``).
     """
     params = [p for p in params if p.requires_grad]
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)

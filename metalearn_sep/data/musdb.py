@@ -27,8 +27,8 @@ is built, so importing this module works without them). STEMS excerpts are decod
 ``musdb`` through the tracks' ``chunk_start``/``chunk_duration``; WAV excerpts are read
 with soundfile at the same positions (the files ``musdb`` lists): it seeks exactly, keeps
 the stored samples bit for bit (``musdb`` pipes wav through ffmpeg as 16-bit) and is several
-times faster than ``musdb``'s ffprobe + ffmpeg process per stem (about 0.1 s against 0.7 s
-for a 6 s crop on a busy 2-core machine).
+times faster than ``musdb``'s ffprobe + ffmpeg process per stem (the timing is in
+``benchmarks/RESULTS.md``, under "other").
 """
 
 from __future__ import annotations
