@@ -37,7 +37,7 @@ def fourier_start_(model: ConvTasNet, window: str = "sqrt-hann") -> ConvTasNet:
 
     Why: from random filters, some seeds of the cpu recipe stall on other and vocals; from
     this start the encoder already resolves frequencies, and the result depends much less on
-    the seed (``benchmarks/bench_conv_tasnet_train.py`` has the measured figures).
+    the seed (``benchmarks/RESULTS.md`` has the figures of ``bench_conv_tasnet_train.py``).
 
     Raises:
         ValueError: for an odd N (the basis pairs a cosine and a sine per frequency) or an
