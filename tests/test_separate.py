@@ -15,19 +15,9 @@ from metalearn_sep.models.conv_tasnet import ConvTasNet
 from metalearn_sep.models.meta_tasnet import MetaTasNet
 from metalearn_sep.models.separator import Separator
 from metalearn_sep.separate import SeparationPlan, least_squares_gains, plan_windows, separate
-
-TINY = dict(N=40, B=16, H=16, X=2, R=1, spec_channels=16)
+from tiny_models import noise, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_model(seed: int = 0) -> MetaTasNet:
-    torch.manual_seed(seed)
-    return MetaTasNet(**TINY)
-
-
-def noise(channels: int, samples: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(channels, samples, generator=torch.Generator().manual_seed(seed))
 
 
 def filters(seed: int = 0) -> torch.Tensor:
