@@ -76,6 +76,12 @@ def _check_features(x: object, instruments: int, channels: int, layer: str) -> N
         )
 
 
+def _fold_instruments(x: object, instruments: int, channels: int, layer: str) -> torch.Tensor:
+    """Check features ``(batch, K, C, T)`` and fold the instruments into the channels: ``(batch, K * C, T)``."""
+    _check_features(x, instruments, channels, layer)
+    return x.reshape(x.shape[0], instruments * channels, x.shape[-1])
+
+
 class InstrumentEmbedding(nn.Embedding):
     """The stage's instrument embedding table ``(4, E1)``: one learned vector per instrument.
 
@@ -106,10 +112,24 @@ class InstrumentEmbedding(nn.Embedding):
         return torch.lerp(rows[0], rows[1], float(weight)).unsqueeze(0)
 
 
-class InstrumentConv1d(nn.Module):
+class InstrumentLayer(nn.Module):
+    """A layer run for K instruments at once, each with its own parameters.
+
+    Subclasses say where the per-instrument parameters come from: :meth:`materialize` gives
+    them for the instrument embedding ``(K, E1)`` (generated layers) or from stored weight
+    sets (independent layers, which ignore the embedding).
+    """
+
+    def materialize(self, embedding: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The per-instrument parameters, each with K as its first axis (see the subclass)."""
+        raise NotImplementedError
+
+
+class InstrumentConv1d(InstrumentLayer):
     """A 1-D convolution run for K instruments at once, each with its own weights.
 
-    Subclasses say where the per-instrument weights come from (:meth:`materialize`); the
+    :meth:`materialize` gives the weights ``(K, C_out, C_in / groups, kernel)`` and biases
+    ``(K, C_out)`` or None (subclasses say where they come from); the
     forward pass is shared: the K kernels are stacked and applied by one grouped
     ``F.conv1d`` with ``groups = K * groups`` on ``(batch, K * C_in, T)``.
     """
@@ -125,25 +145,19 @@ class InstrumentConv1d(nn.Module):
         self.padding = padding
         self.groups = groups
 
-    def materialize(self, embedding: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Weights ``(K, C_out, C_in / groups, kernel)`` and biases ``(K, C_out)`` or None."""
-        raise NotImplementedError
-
     def forward(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
         """``(batch, K, C_in, T)`` and embeddings ``(K, E1)`` -> ``(batch, K, C_out, T_out)``."""
         weight, bias = self.materialize(embedding)
         K = weight.shape[0]
-        _check_features(x, K, self.in_channels, type(self).__name__)
-        batch = x.shape[0]
         y = F.conv1d(
-            x.reshape(batch, K * self.in_channels, x.shape[-1]),
+            _fold_instruments(x, K, self.in_channels, type(self).__name__),
             weight.reshape(K * self.out_channels, self.in_channels // self.groups, self.kernel_size),
             None if bias is None else bias.reshape(-1),
             padding=self.padding,
             dilation=self.dilation,
             groups=K * self.groups,
         )
-        return y.view(batch, K, self.out_channels, y.shape[-1])
+        return y.view(x.shape[0], K, self.out_channels, y.shape[-1])
 
     def extra_repr(self) -> str:
         return (
@@ -152,8 +166,10 @@ class InstrumentConv1d(nn.Module):
         )
 
 
-class InstrumentGroupNorm(nn.Module):
+class InstrumentGroupNorm(InstrumentLayer):
     """GroupNorm with ``num_groups`` groups per instrument and per-instrument affines.
+
+    :meth:`materialize` gives the scale ``(K, C)`` and shift ``(K, C)`` of each instrument.
 
     The K instruments are normalised by one ``F.group_norm`` with ``K * num_groups`` groups on
     ``(batch, K * C, T)``; each group sees only its own instrument's channels.
@@ -167,18 +183,12 @@ class InstrumentGroupNorm(nn.Module):
         self.num_groups = num_groups
         self.eps = eps
 
-    def materialize(self, embedding: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-instrument scale ``(K, C)`` and shift ``(K, C)``."""
-        raise NotImplementedError
-
     def forward(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
         """``(batch, K, C, T)`` and embeddings ``(K, E1)`` -> ``(batch, K, C, T)``."""
         scale, shift = self.materialize(embedding)
         K = scale.shape[0]
-        _check_features(x, K, self.num_channels, type(self).__name__)
-        batch = x.shape[0]
         y = F.group_norm(
-            x.reshape(batch, K * self.num_channels, x.shape[-1]),
+            _fold_instruments(x, K, self.num_channels, type(self).__name__),
             K * self.num_groups,
             scale.reshape(-1),
             shift.reshape(-1),
