@@ -37,6 +37,21 @@ follows the original code's evaluation (``MultiTasNet.inference`` and ``evaluate
    against the mixture x at rate r, per channel (the paper's evaluation step; SDR is not
    scale invariant).
 
+``protocol="original"`` reproduces the original repository's ``evaluate.py`` instead, for
+comparing with the paper's figures. It differs from the course's steps in four places:
+
+* resampling (1, 5) with librosa's ``kaiser_best`` filter (:data:`~metalearn_sep.audio.KAISER_BEST`
+  in torchaudio) instead of torchaudio's default;
+* stage inputs (2) of exactly (T_0 + 1) 2^s samples, T_0 = floor(T R_0 / r) (cut or
+  zero-padded), the std taken after padding;
+* windows (3) of the original ``MultiTasNet.inference(n_chunks=8)``: the song in 8 equal
+  cores, each with 8 s of context, not aligned to the resampling grid (:func:`original_windows`);
+* the cores are joined at the last stage's rate and resampled to r once (5), since their
+  borders fall between samples at r.
+
+Both separate each channel on its own and rescale (6) the same way. ``benchmarks/bench_protocols.py``
+measures what the differences cost in SDR and time.
+
 The model is any :class:`~metalearn_sep.models.separator.Separator` (Meta-TasNet,
 Conv-TasNet): it states its stage rates, stride and minimum length, and runs its stages.
 The model's memory is bounded by the window, not by the song; :func:`separate` also holds
@@ -54,11 +69,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .audio import resample, unit_level
-from .checks import check_duration, check_rate, check_waveform, round_up
+from .audio import fit_length, resample, unit_level
+from .checks import check_duration, check_rate, check_waveform
 from .heap import HeapGuard
 from .models.separator import Separator
 from .progress import progress_bar
+from .rescale import least_squares_gains
+from .windows import Window, WindowInput, original_windows, plan_windows, window_slice
 
 DEFAULT_CHUNK_SECONDS = 18.0
 """Core length. With 2 s of context on each side the windows are 22 s: the model runs
@@ -69,105 +86,6 @@ of context run 3. It keeps the full model's peak under 4 GB on a 3-minute stereo
 DEFAULT_CONTEXT_SECONDS = 2.0
 """Context on each side of a core: four times the masking network's one-sided receptive
 field (the original code uses 8 s; pass ``context_seconds=8`` to reproduce it)."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """One chunk, in samples at the first stage's rate R_0.
-
-    The model sees ``[start, start + length)`` (zeros past the song's end); the output keeps
-    the core ``[core_start, core_stop)``.
-    """
-
-    start: int
-    length: int
-    core_start: int
-    core_stop: int
-
-
-def plan_windows(total: int, core: int, context: int, multiple: int = 1, minimum: int = 1) -> list[Window]:
-    """Tile ``total`` samples with cores of ``core`` samples, each extended by ``context`` on both sides.
-
-    The context is clipped at the song's ends; every window's length is rounded up to a
-    multiple of ``multiple`` and to at least ``minimum`` (the model pads nothing itself).
-    """
-    if total < 1 or core < 1 or context < 0:
-        raise ValueError(f"plan_windows needs total >= 1, core >= 1 and context >= 0, got {total}, {core}, {context}.")
-    windows = []
-    for core_start in range(0, total, core):
-        core_stop = min(core_start + core, total)
-        start, stop = max(0, core_start - context), min(total, core_stop + context)
-        length = max(round_up(stop - start, multiple), round_up(minimum, multiple))
-        windows.append(Window(start, length, core_start, core_stop))
-    return windows
-
-
-class NormalEquations:
-    """The least-squares problem of :func:`least_squares_gains`, accumulated block by block.
-
-    ``add(estimates (K, C, t), mixture (C, t))`` adds the blocks' products to the Gram matrices
-    ``(C, K, K)`` and right-hand sides ``(C, K, 1)``, in float64; :meth:`gains` solves them
-    (minimum-norm, so a silent or redundant estimate is harmless: a silent one gets 0).
-    """
-
-    def __init__(self, sources: int, channels: int) -> None:
-        self.gram = torch.zeros(channels, sources, sources, dtype=torch.float64)
-        self.target = torch.zeros(channels, sources, 1, dtype=torch.float64)
-
-    def add(self, estimates: torch.Tensor, mixture: torch.Tensor) -> None:
-        s = estimates.transpose(0, 1).double().cpu()  # (C, K, t)
-        x = mixture.double().cpu().unsqueeze(-1)  # (C, t, 1)
-        self.gram += s @ s.transpose(1, 2)
-        self.target += s @ x
-
-    def gains(self) -> torch.Tensor:
-        """The gains c ``(K, C)``, float64."""
-        return (torch.linalg.pinv(self.gram, hermitian=True) @ self.target)[..., 0].T
-
-
-def least_squares_gains(estimates: torch.Tensor, mixture: torch.Tensor, block: int = 1 << 20) -> torch.Tensor:
-    """Gains c ``(K, C)`` minimising ``||x_c - sum_i c_ic s_ic||^2`` for every channel c.
-
-    The normal equations are accumulated in float64 over blocks of ``block`` samples
-    (:class:`NormalEquations`), so no full-length float64 copy is made.
-
-    Args:
-        estimates: ``(K, C, T)`` stems.
-        mixture: ``(C, T)``.
-    """
-    if estimates.dim() != 3 or mixture.dim() != 2 or estimates.shape[1:] != mixture.shape:
-        raise ValueError(
-            f"least_squares_gains expects estimates (K, C, T) and a mixture (C, T) of the same C and T, "
-            f"got {tuple(estimates.shape)} and {tuple(mixture.shape)}."
-        )
-    equations = NormalEquations(estimates.shape[0], estimates.shape[1])
-    for t in range(0, estimates.shape[-1], block):
-        equations.add(estimates[..., t : t + block], mixture[:, t : t + block])
-    return equations.gains().to(estimates.dtype)
-
-
-@dataclass(frozen=True)
-class WindowInput:
-    """What the model needs for one window, for every channel.
-
-    Attributes:
-        window: the chunk.
-        inputs: the normalised stage inputs, one ``(C, 1, window.length * 2**s)`` per stage.
-        song: song samples around the window at the song's rate ``(C, t)``, starting at
-            ``song_start``, for readers that need the mixture of the core (the streamed
-            rescaling); ``None`` for the in-memory path.
-    """
-
-    window: Window
-    inputs: list[torch.Tensor]
-    song: torch.Tensor | None = None
-    song_start: int = 0
-
-    def mixture(self, begin: int, end: int) -> torch.Tensor:
-        """Song samples ``[begin, end)`` ``(C, end - begin)``; only when :attr:`song` was given."""
-        if self.song is None:
-            raise ValueError("This window carries no song samples.")
-        return self.song[:, begin - self.song_start : end - self.song_start]
 
 
 def _resolve_device(model: Separator, device: torch.device | str | None) -> torch.device:
@@ -183,11 +101,25 @@ def _resolve_device(model: Separator, device: torch.device | str | None) -> torc
     return device
 
 
+PROTOCOLS = ("course", "original")
+"""The separation protocols :func:`separate` offers (see the module docstring)."""
+
+ORIGINAL_CHUNKS = 8
+"""The original code's evaluation splits every song into 8 cores (``n_chunks=8``)..."""
+
+ORIGINAL_CONTEXT_SECONDS = 8.0
+"""... each run with 8 s of context on both sides (``base_sr * 8`` samples at R_0)."""
+
+
 @dataclass(frozen=True)
 class SeparationPlan:
     """How one song is cut into windows and passes (steps 3-5 of the module docstring).
 
-    Build it with :meth:`make`; :meth:`run` separates the windows a reader gives it.
+    Build it with :meth:`make`; :meth:`stage_inputs` prepares the whole song's normalised
+    stage inputs and :meth:`run` separates the windows a reader gives it. ``protocol``
+    ``"course"`` resamples each window's core back to the song's rate; ``"original"`` keeps
+    the cores at the last stage's rate R_S, to be joined and resampled once
+    (:meth:`output_length` samples at R_S).
     """
 
     model: Separator
@@ -198,15 +130,27 @@ class SeparationPlan:
     passes: list[list[int]]
     device: torch.device
     amp: bool
+    protocol: str = "course"
 
     @classmethod
-    def make(cls, model: Separator, channels: int, length: int, rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-             context_seconds: float = DEFAULT_CONTEXT_SECONDS, device: torch.device | str | None = None,
-             amp: bool | None = None, batch_channels: bool | None = None) -> SeparationPlan:
-        """The plan for a song of ``length`` samples and ``channels`` channels at ``rate`` Hz (all checked first)."""
+    def make(cls, model: Separator, channels: int, length: int, rate: int, chunk_seconds: float | None = None,
+             context_seconds: float | None = None, device: torch.device | str | None = None, amp: bool | None = None,
+             batch_channels: bool | None = None, protocol: str = "course") -> SeparationPlan:
+        """The plan for a song of ``length`` samples and ``channels`` channels at ``rate`` Hz (all checked first).
+
+        ``chunk_seconds`` and ``context_seconds`` (default :data:`DEFAULT_CHUNK_SECONDS` and
+        :data:`DEFAULT_CONTEXT_SECONDS`) belong to the course protocol: the original one has
+        its own fixed windows and refuses them.
+        """
         if not isinstance(model, Separator):
             raise ValueError(f"separate() needs a Separator model (MetaTasNet, ConvTasNet), got a {type(model).__name__}.")
-        check_duration(chunk_seconds, "chunk_seconds")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(map(repr, PROTOCOLS))}, got {protocol!r}.")
+        if protocol == "original" and (chunk_seconds is not None or context_seconds is not None):
+            raise ValueError("The original protocol has its own windows (8 cores, 8 s of context): "
+                             "pass no chunk_seconds or context_seconds with it.")
+        chunk_seconds = check_duration(DEFAULT_CHUNK_SECONDS if chunk_seconds is None else chunk_seconds, "chunk_seconds")
+        context_seconds = DEFAULT_CONTEXT_SECONDS if context_seconds is None else context_seconds
         if isinstance(context_seconds, bool) or not isinstance(context_seconds, (int, float)) or not 0 <= context_seconds < math.inf:
             raise ValueError(f"context_seconds must be a non-negative number of seconds, got {context_seconds!r}.")
         device = _resolve_device(model, device)
@@ -214,51 +158,89 @@ class SeparationPlan:
         if amp and device.type not in ("cuda", "cpu"):
             raise ValueError(f"bf16 autocast is offered on CUDA and CPU only; this run is on {device}.")
         together = device.type == "cuda" if batch_channels is None else bool(batch_channels)
-        base = model.sample_rates[0]
-        grid = math.lcm(model.stride, base // math.gcd(base, rate))  # chunk borders land on whole samples at every rate
-        core = max(round(chunk_seconds * base / grid), 1) * grid
-        context = math.ceil(context_seconds * base / grid) * grid
-        total = -(-length * base // rate)  # samples at R_0 covering the song
-        windows = plan_windows(total, core, context, model.stride, model.min_length)
+        base, stride = model.sample_rates[0], model.stride
+        if protocol == "original":
+            total = length * base // rate + 1  # the original's stage inputs: T_0 + 1 samples at R_0
+            context = round(ORIGINAL_CONTEXT_SECONDS * base)
+            windows = original_windows(total, ORIGINAL_CHUNKS, context, stride, model.min_length)
+        else:
+            grid = math.lcm(stride, base // math.gcd(base, rate))  # chunk borders land on whole samples at every rate
+            core = max(round(chunk_seconds * base / grid), 1) * grid
+            context = math.ceil(context_seconds * base / grid) * grid
+            total = -(-length * base // rate)  # samples at R_0 covering the song
+            windows = plan_windows(total, core, context, stride, model.min_length)
         passes = [list(range(channels))] if together else [[c] for c in range(channels)]
-        return cls(model, rate, channels, length, windows, passes, device, amp)
+        return cls(model, rate, channels, length, windows, passes, device, amp, protocol)
+
+    @property
+    def scale(self) -> int:
+        """Samples of the last stage's output per sample at R_0 (2^(S-1))."""
+        return self.model.sample_rates[-1] // self.model.sample_rates[0]
+
+    def output_length(self) -> int:
+        """The joined cores' length: the song's at its rate (course), or (T_0 + 1) 2^(S-1) at R_S (original)."""
+        return self.length if self.protocol == "course" else self.windows[-1].core_stop * self.scale
+
+    def stage_inputs(self, mixture: torch.Tensor) -> list[torch.Tensor]:
+        """The whole song's stage inputs ``(C, T_s)``, each divided by its std per channel (steps 1-2).
+
+        Course: resampled with torchaudio's default filter, T_s = ceil(T R_s / r), the std
+        over the song. Original: resampled with the kaiser_best filter and cut or
+        zero-padded to (T_0 + 1) 2^s samples, T_0 = floor(T R_0 / r), before the std is taken
+        (as the original's ``librosa.util.fix_length`` does).
+        """
+        rates = self.model.sample_rates
+        if self.protocol == "course":
+            return [unit_level(resample(mixture.float(), self.rate, r)) for r in rates]
+        total = self.windows[-1].core_stop
+        return [unit_level(fit_length(resample(mixture.float(), self.rate, r, "kaiser_best"), total * 2**s))
+                for s, r in enumerate(rates)]
 
     def song_span(self, window: Window) -> tuple[int, int]:
         """The window's first and last-plus-one sample at the song's rate (the end may lie past the song)."""
         base = self.model.sample_rates[0]
         return window.start * self.rate // base, (window.start + window.length) * self.rate // base
 
+    def _core(self, window: Window) -> tuple[int, int, int]:
+        """Where a window's core goes in the output: ``(begin, end, offset)``, offset = begin's index in the window's output."""
+        if self.protocol == "original":
+            begin, end = window.core_start * self.scale, window.core_stop * self.scale
+            return begin, end, begin - window.start * self.scale
+        base = self.model.sample_rates[0]
+        begin, end = window.core_start * self.rate // base, min(self.length, window.core_stop * self.rate // base)
+        return begin, end, begin - self.song_span(window)[0]
+
     def run(self, windows: Iterable[WindowInput], progress: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
         """Separate each window; yield ``(window input, begin, end, core)``.
 
-        ``core`` ``(K, C, end - begin)`` holds the raw (not rescaled) estimates of song samples
-        ``[begin, end)`` at the song's rate, every channel.
+        ``core`` ``(K, C, end - begin)`` holds the raw (not rescaled) estimates of output
+        samples ``[begin, end)`` (see :meth:`output_length`), every channel.
         """
         model, rates = self.model, self.model.sample_rates
         was_training = model.training
         model.to(self.device).eval()
         try:
-            with torch.no_grad(), progress_bar(total=len(self.windows) * len(self.passes), unit="chunk", desc="separating",
-                                               enabled=progress) as bar:
+            with torch.no_grad(), progress_bar(total=len(self.windows) * len(self.passes), unit="chunk",
+                                               desc="separating", enabled=progress) as bar:
                 for item in windows:
                     window = item.window
-                    first, _ = self.song_span(window)
-                    begin = window.core_start * self.rate // rates[0]
-                    end = min(self.length, window.core_stop * self.rate // rates[0])
+                    begin, end, offset = self._core(window)
                     cores = []
                     for rows in self.passes:
                         mixtures = [x[rows].to(self.device) for x in item.inputs]
                         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):  # the model only
                             estimates = model.separate_stages(mixtures)
-                        expected = window.length * 2 ** (len(rates) - 1)
+                        expected = window.length * self.scale
                         if estimates.dim() != 4 or estimates.shape[0] != len(rows) or estimates.shape[2] != 1 or estimates.shape[3] != expected:
                             raise ValueError(
                                 f"The model must return estimates of shape ({len(rows)}, sources, 1, {expected}), "
                                 f"got {tuple(estimates.shape)}."
                             )
-                        back = resample(estimates.float()[:, :, 0], rates[-1], self.rate)  # (rows, K, time at r)
-                        cores.append(back[..., begin - first : end - first])
-                        del mixtures, estimates, back
+                        out = estimates.float()[:, :, 0]  # (rows, K, window samples at R_S)
+                        if self.protocol == "course":
+                            out = resample(out, rates[-1], self.rate)
+                        cores.append(out[..., offset : offset + end - begin])
+                        del mixtures, estimates, out
                         bar.update(1)
                     yield item, begin, end, torch.cat(cores).transpose(0, 1)  # (K, C, end - begin)
         finally:
@@ -278,25 +260,19 @@ def _check_mixture(mixture: object, sample_rate: object) -> int:
     return rate
 
 
-def _window_slice(x: torch.Tensor, window: Window, factor: int) -> torch.Tensor:
-    """A stage input ``(C, T_s)`` cut to ``window`` (its samples scaled by ``factor`` = 2^s): ``(C, 1, length)``."""
-    start, size = window.start * factor, window.length * factor
-    piece = x[:, start : start + size]
-    return torch.nn.functional.pad(piece, (0, size - piece.shape[-1])).unsqueeze(1)
-
-
 def separate(
     model: Separator,
     mixture: torch.Tensor,
     sample_rate: int,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+    chunk_seconds: float | None = None,
+    context_seconds: float | None = None,
     progress: bool = False,
     device: torch.device | str | None = None,
     *,
     rescale: bool = True,
     amp: bool | None = None,
     batch_channels: bool | None = None,
+    protocol: str = "course",
 ) -> torch.Tensor:
     """Separate a whole song ``(C, T)`` at ``sample_rate`` into stems ``(K, C, T)`` (K = 4, SOURCES order).
 
@@ -305,9 +281,11 @@ def separate(
             it is run in eval mode under ``torch.no_grad``.
         mixture: ``(channels, time)``, 1 or 2 channels, any length, finite, not silent.
         sample_rate: the mixture's rate (Hz); the stems come back at it.
-        chunk_seconds: core length of one window; the peak memory grows with
-            ``chunk_seconds + 2 * context_seconds``, never with the song's length.
-        context_seconds: signal added on each side of a core and cropped away afterwards.
+        chunk_seconds: core length of one window (default :data:`DEFAULT_CHUNK_SECONDS`); the
+            peak memory grows with ``chunk_seconds + 2 * context_seconds``, never with the
+            song's length.
+        context_seconds: signal added on each side of a core and cropped away afterwards
+            (default :data:`DEFAULT_CONTEXT_SECONDS`).
         progress: show a tqdm bar over the windows.
         device: where the model runs (it is moved there); default the model's device.
         rescale: apply the least-squares rescaling (step 6); ``False`` returns the raw
@@ -315,26 +293,30 @@ def separate(
         amp: bf16 autocast of the model (resampling and rescaling stay float32); default on
             for CUDA, off elsewhere; also allowed on the CPU.
         batch_channels: run both channels of a window as one batch; default on CUDA only.
+        protocol: ``"course"`` (the steps above) or ``"original"``, the original code's
+            evaluation (see the module docstring; it takes no chunk or context length).
 
     Returns:
         float32 stems ``(K, C, T)`` on the mixture's device.
 
     Raises:
         ValueError: an empty, silent or non-finite mixture, more than 2 channels, a wrong
-            rank, a non-positive rate, bad chunk or context lengths, or a model that is no
-            Separator - all before any work is done.
+            rank, a non-positive rate, bad chunk or context lengths, an unknown protocol or
+            a model that is no Separator - all before any work is done.
     """
     rate = _check_mixture(mixture, sample_rate)
     plan = SeparationPlan.make(model, mixture.shape[0], mixture.shape[-1], rate, chunk_seconds, context_seconds,
-                               device, amp, batch_channels)
-    inputs = [unit_level(resample(mixture.float(), rate, stage_rate)) for stage_rate in model.sample_rates]
-    windows = (WindowInput(w, [_window_slice(x, w, 2**s) for s, x in enumerate(inputs)]) for w in plan.windows)
+                               device, amp, batch_channels, protocol)
+    inputs = plan.stage_inputs(mixture)
+    windows = (WindowInput(w, [window_slice(x, w, 2**s) for s, x in enumerate(inputs)]) for w in plan.windows)
     stems, heap = None, HeapGuard()
     for _, begin, end, core in plan.run(windows, progress):
         if stems is None:
-            stems = torch.zeros(core.shape[0], plan.channels, plan.length, device=mixture.device)
+            stems = torch.zeros(core.shape[0], plan.channels, plan.output_length(), device=mixture.device)
         stems[..., begin:end] = core.to(stems.device)
         heap.after_window()
+    if protocol == "original":  # the joined last-stage output, resampled to the song's rate at once
+        stems = fit_length(resample(stems, model.sample_rates[-1], rate, "kaiser_best"), mixture.shape[-1])
     if rescale:
         stems *= least_squares_gains(stems, mixture.float()).to(stems.device)[..., None]
     return stems

@@ -20,10 +20,12 @@ import torch
 
 from . import SOURCES
 from .atomic import atomic_folder
-from .audio import resample
+from .audio import read_audio, resample, write_audio
 from .checkpoint import load_model
 from .heap import HeapGuard
-from .separate import DEFAULT_CHUNK_SECONDS, DEFAULT_CONTEXT_SECONDS, NormalEquations, SeparationPlan, WindowInput
+from .rescale import NormalEquations
+from .separate import DEFAULT_CHUNK_SECONDS, SeparationPlan, separate
+from .windows import WindowInput
 
 STATISTICS_BLOCK_SECONDS = 30.0
 """Length of the pieces the first pass over a song file reads to measure each stage input's std."""
@@ -140,10 +142,11 @@ def separate_file(
     song: str | os.PathLike,
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+    chunk_seconds: float | None = None,
+    context_seconds: float | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    protocol: str = "course",
 ) -> list[Path]:
     """``python -m metalearn_sep separate``: separate ``song`` into ``out_dir/<song stem>/<source>.wav``.
 
@@ -152,19 +155,33 @@ def separate_file(
     and the song are checked before anything is written; the output folder appears all or
     nothing (a failed run leaves no partial files). The progress bar shows when the song
     needs more than one window. Returns the written paths (32-bit float WAV at the song's rate).
+
+    ``protocol="original"`` (the original code's evaluation) joins the whole song's output
+    before resampling it once, so it reads the song into memory and calls
+    :func:`~metalearn_sep.separate.separate`: its memory grows with the song.
     """
     model, _ = load_model(checkpoint)
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    folder = Path(out_dir) / Path(song).stem
+    if protocol == "original":
+        mixture, rate = read_audio(song)
+        stems = separate(model, mixture, rate, chunk_seconds, context_seconds, progress, device, protocol=protocol)
+        names = stem_names(stems.shape[0])
+        with atomic_folder(folder) as tmp:
+            for name, stem in zip(names, stems):
+                write_audio(tmp / f"{name}.wav", stem, rate)
+        return [folder / f"{name}.wav" for name in names]
     reader = StreamedSong(song, model.sample_rates)
     try:
         reader.measure()
-        device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        plan = SeparationPlan.make(model, reader.channels, reader.length, reader.rate, chunk_seconds, context_seconds, device)
-        several = reader.length / reader.rate > chunk_seconds
-        with atomic_folder(Path(out_dir) / Path(song).stem) as tmp:
+        plan = SeparationPlan.make(model, reader.channels, reader.length, reader.rate, chunk_seconds, context_seconds,
+                                   device, protocol=protocol)
+        several = reader.length / reader.rate > (chunk_seconds or DEFAULT_CHUNK_SECONDS)
+        with atomic_folder(folder) as tmp:
             names = _write_stems(plan, reader, tmp, progress and several)
     finally:
         reader.close()
-    return [Path(out_dir) / Path(song).stem / f"{name}.wav" for name in names]
+    return [folder / f"{name}.wav" for name in names]
 
 
 def _write_stems(plan: SeparationPlan, reader: StreamedSong, folder: Path, progress: bool) -> list[str]:

@@ -15,6 +15,7 @@ from metalearn_sep.models.conv_tasnet import ConvTasNet
 from metalearn_sep.models.meta_tasnet import MetaTasNet
 from metalearn_sep.models.separator import Separator
 from metalearn_sep.separate import SeparationPlan, least_squares_gains, plan_windows, separate
+from metalearn_sep.windows import original_windows
 from tiny_models import noise, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -259,3 +260,48 @@ def test_bad_input_is_rejected_with_one_sentence_before_any_work(mixture, rate, 
         separate(Refuses(), mixture, rate, **kwargs)
 
 
+
+
+# ----------------------------------------------------------------------------- the original protocol
+def test_original_windows_are_the_original_inference_chunks():
+    total, chunks, context, stride = 200_003, 8, 64_000, 20
+    borders = [int(total / chunks * c + 0.5) for c in range(chunks)] + [total]  # MultiTasNet.inference's
+    windows = original_windows(total, chunks, context, stride)
+    assert [(w.core_start, w.core_stop) for w in windows] == list(zip(borders, borders[1:]))
+    for w, (core_start, core_stop) in zip(windows, zip(borders, borders[1:])):
+        start, stop = max(0, core_start - context), min(core_stop + context, total)
+        start, stop = (start, stop - (stop - start) % stride) if start == 0 else (start + (stop - start) % stride, stop)
+        assert (w.start, w.start + w.length) == (start, stop)
+    assert windows[-1].start + windows[-1].length == total
+
+
+def test_the_original_protocol_equals_the_original_evaluation_by_hand():
+    """evaluate.py's steps written out: kaiser_best resampling, (T_0 + 1) 2^s inputs, std, one pass, lstsq."""
+    import torchaudio.functional as AF
+
+    from metalearn_sep.audio import KAISER_BEST
+
+    model, rate = LocalStages(), 44100
+    mixture = 0.3 * noise(2, round(20.3 * rate), seed=8)  # 8 cores of about 2.5 s, with 8 s of context each
+    got = separate(model, mixture, rate, protocol="original")
+    T0 = mixture.shape[-1] * 8000 // rate
+    inputs = []
+    for s, stage_rate in enumerate(model.sample_rates):
+        x = AF.resample(mixture, rate, stage_rate, **KAISER_BEST)
+        x = F.pad(x, (0, max(0, (T0 + 1) * 2**s - x.shape[-1])))[:, : (T0 + 1) * 2**s]
+        inputs.append(x / x.std(dim=-1, keepdim=True))
+    padded = -(-(T0 + 1) // 20) * 20  # the stub takes multiples of 20; it is local, so the padding changes nothing before it
+    with torch.no_grad():
+        out = model.separate_stages([F.pad(x, (0, (padded - T0 - 1) * 2**s)).unsqueeze(1) for s, x in enumerate(inputs)])
+    out = out[:, :, 0, : (T0 + 1) * 4].transpose(0, 1)  # (K, C, (T_0 + 1) 4) at 32 kHz
+    back = AF.resample(out.contiguous(), 32000, rate, **KAISER_BEST)[..., : mixture.shape[-1]]
+    expected = back * least_squares_gains(back, mixture)[..., None]
+    assert model.calls == 8 * 2 + 1  # eight windows per channel, then the pass by hand
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+def test_the_original_protocol_takes_no_window_lengths_and_protocols_are_named():
+    with pytest.raises(ValueError, match="original protocol has its own windows"):
+        separate(tiny_model(), noise(1, 8000), 8000, chunk_seconds=4.0, protocol="original")
+    with pytest.raises(ValueError, match="protocol must be one of 'course', 'original', got 'paper'"):
+        separate(tiny_model(), noise(1, 8000), 8000, protocol="paper")
