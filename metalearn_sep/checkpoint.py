@@ -17,12 +17,22 @@ Files are written atomically (:func:`save_checkpoint`): a run killed while savin
 the previous checkpoint intact. Reading fails early with one sentence for a missing,
 corrupt or foreign file, an unknown model class, a configuration that does not build,
 or weights that do not fit it.
+
+The original Meta-TasNet code's checkpoints (the paper's released ``best_model.pt``:
+``{"state_dict": ..., "args": argparse.Namespace}``) are read too: :func:`load_original`,
+and :func:`load_model` for every command, map them onto :class:`MetaTasNet`
+(:mod:`metalearn_sep.original` lists what differs). Every file is unpickled with
+``weights_only=True`` and only ``argparse.Namespace`` allowed besides tensors and plain
+containers, so a file carrying any other object is refused before anything in it runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +41,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .models import ConvTasNet, MetaTasNet
+from .original import from_original, is_original_layout
 
 CHECKPOINT_FORMAT = "metalearn-sep-checkpoint/1"
 """The marker every course checkpoint carries."""
@@ -73,18 +84,59 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The dict a course checkpoint holds, read safely (``weights_only=True``) and checked for the format marker."""
+def load_file(path: str | os.PathLike) -> object:
+    """What a checkpoint file holds, unpickled safely: tensors, plain containers and ``argparse.Namespace`` only.
+
+    ``torch.load(weights_only=True)`` with ``argparse.Namespace`` allowed for this call only
+    (the original code's checkpoints keep their arguments in one). ``FileNotFoundError`` for
+    a missing file; ``ValueError`` for a corrupt one, and for one whose pickle names any
+    other global (a class or function whose reconstruction could run code), which is
+    refused before anything in it runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated, foreign or unsafe files
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        if unsafe is not None:
+            raise ValueError(
+                f"{path} is not a readable checkpoint: its pickle carries {unsafe.group(1)}, which was not loaded because "
+                f"a checkpoint may hold only tensors, plain containers and argparse.Namespace (anything else could run code)."
+            ) from None
         raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated file, or one holding objects other than tensors: {type(err).__name__}).") from None
+
+
+def _course_state(state: object, path: str | os.PathLike) -> dict[str, Any]:
+    """``state`` if it carries the course's format marker, else ``ValueError`` saying what ``path`` holds instead."""
+    if is_original_layout(state):
+        raise ValueError(f"{path} is a checkpoint of the original Meta-TasNet code, not a course one: read it with load_model or load_original.")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a metalearn-sep checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
     return state
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The dict a course checkpoint holds, read safely (:func:`load_file`) and checked for the format marker."""
+    return _course_state(load_file(path), path)
+
+
+def load_original(path: str | os.PathLike) -> MetaTasNet:
+    """The :class:`MetaTasNet` an original Meta-TasNet checkpoint (``{"state_dict", "args"}``) describes, with its weights.
+
+    The paper's released ``best_model.pt`` loads this way (45,531,260 trained parameters).
+    Read safely (:func:`load_file`); the architecture comes from ``args`` and the weights are
+    mapped exactly (:func:`metalearn_sep.original.from_original`, whose module lists every
+    layout difference). ``ValueError`` names what is wrong: a file of another layout, an
+    argument our model cannot honour (``residual_bias=True``, a non-zero ``dropout``), or a
+    missing, extra or mis-shaped key. Returns the model on the CPU in training mode.
+    """
+    state = load_file(path)
+    if not is_original_layout(state):
+        raise ValueError(f"{path} is not a checkpoint of the original Meta-TasNet code (a dict with 'state_dict' and 'args').")
+    return from_original(state["state_dict"], state["args"], str(path))
 
 
 def _defaults(cls: type[nn.Module], names: set[str]) -> dict[str, Any]:
@@ -126,14 +178,18 @@ def build_model(name: object, config: object, source: str = "The configuration")
 
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any] | None]:
-    """The model a course checkpoint holds, with its weights, and the recipe it was trained with.
+    """The model a course checkpoint, or an original Meta-TasNet one, holds, with its weights, and its recipe.
 
     Returns:
         ``(model, recipe)``: the model on the CPU in training mode; ``recipe`` the JSON
         recipe (a dict with ``model``, ``data``, ``training``, ... sections, see
-        :mod:`metalearn_sep.recipe`) for a run started from one, else ``None``.
+        :mod:`metalearn_sep.recipe`) for a run started from one, else ``None`` (always for
+        the original code's checkpoints, read as :func:`load_original` does).
     """
-    state = read_checkpoint(path)
+    state = load_file(path)
+    if is_original_layout(state):
+        return from_original(state["state_dict"], state["args"], str(path)), None
+    state = _course_state(state, path)
     model = build_model(state.get("model_class"), state.get("model_config"), str(path))
     try:
         model.load_state_dict(state["model"])
