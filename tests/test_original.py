@@ -182,6 +182,17 @@ def test_a_pickle_carrying_anything_else_is_refused_and_never_run(tmp_path):
     assert argparse.Namespace not in torch.serialization.get_safe_globals()
 
 
+def test_a_file_saved_by_the_original_training_loop_loads(tmp_path):
+    """train.py saves the epoch, step count and optimizer state beside the weights, and more args than the model's."""
+    state = read_original("independent")
+    args = argparse.Namespace(**vars(state["args"]), base_directory=".", directory="checkpoints/x", seed=42, threads=10)
+    optimizer = {"state": {0: {"step": 3, "exp_avg": torch.zeros(2)}}, "param_groups": [{"lr": 1e-3, "betas": (0.95, 0.999), "params": [0]}]}
+    path = tmp_path / "best_checkpoint"
+    torch.save({"epoch": 7, "state_dict": state["state_dict"], "optimizer": optimizer, "steps": 9000, "args": args}, path)
+    model, recipe = load_model(path)
+    assert not model.config["generated"] and recipe is None
+
+
 def test_layouts_are_told_apart(tmp_path):
     model, recipe = load_model(FIXTURES / "original_generated.pt")
     assert isinstance(model, MetaTasNet) and recipe is None
