@@ -55,6 +55,11 @@ INSTRUMENTS = 4
 """Number of instruments (drums, bass, other, vocals) an embedding table holds."""
 
 
+POINTWISE_AS_MATMUL = True
+"""Run the pointwise layers of :class:`InstrumentConv1d` as batched matrix products (the default),
+or, ``False``, as the grouped convolution every other layer is (what ``benchmarks/bench_separate.py``
+compares them with)."""
+
 def check_embedding(embedding: object, E1: int) -> int:
     """Return the number of instruments K of an embedding ``(K, E1)``, or raise ``ValueError``."""
     if not isinstance(embedding, torch.Tensor):
@@ -131,7 +136,10 @@ class InstrumentConv1d(InstrumentLayer):
     :meth:`materialize` gives the weights ``(K, C_out, C_in / groups, kernel)`` and biases
     ``(K, C_out)`` or None (subclasses say where they come from); the
     forward pass is shared: the K kernels are stacked and applied by one grouped
-    ``F.conv1d`` with ``groups = K * groups`` on ``(batch, K * C_in, T)``.
+    ``F.conv1d`` with ``groups = K * groups`` on ``(batch, K * C_in, T)``, except for the
+    pointwise (1x1, ungrouped) layers, most of the masking network, which are a batched
+    matrix product ``(K, C_out, C_in) @ (batch, K, C_in, T)``: the same sums, which BLAS
+    computes faster than a grouped convolution (``benchmarks/bench_separate.py``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, dilation: int, padding: int, groups: int) -> None:
@@ -149,8 +157,12 @@ class InstrumentConv1d(InstrumentLayer):
         """``(batch, K, C_in, T)`` and embeddings ``(K, E1)`` -> ``(batch, K, C_out, T_out)``."""
         weight, bias = self.materialize(embedding)
         K = weight.shape[0]
+        folded = _fold_instruments(x, K, self.in_channels, type(self).__name__)
+        if POINTWISE_AS_MATMUL and self.kernel_size == 1 and self.groups == 1:  # one matrix product per instrument
+            y = torch.matmul(weight[..., 0], x)  # (K, C_out, C_in) @ (batch, K, C_in, T)
+            return y if bias is None else y + bias[..., None]
         y = F.conv1d(
-            _fold_instruments(x, K, self.in_channels, type(self).__name__),
+            folded,
             weight.reshape(K * self.out_channels, self.in_channels // self.groups, self.kernel_size),
             None if bias is None else bias.reshape(-1),
             padding=self.padding,
