@@ -3,7 +3,9 @@
 * ``doctor``: check this environment against the tested one.
 * ``train CONFIG.json --out DIR``: a run from a recipe in ``configs/`` (:mod:`metalearn_sep.recipe`),
   checkpointed to ``DIR/checkpoint.pt``; ``--resume`` continues it exactly; works under ``torchrun``.
-* ``evaluate CHECKPOINT``: SI-SDR improvement and SiSEC median SDR per source on held-out songs.
+* ``evaluate CHECKPOINT``: SI-SDR improvement and SiSEC median SDR per source on the synthetic
+  band's test songs; with ``--musdb PATH`` (or ``$MUSDB_PATH``) MUSDB18 scored as SiSEC 2018 does
+  (:mod:`metalearn_sep.evaluate`: museval per track, resumable, beside the published figures).
 * ``separate SONG --checkpoint C --out DIR``: four stems of one audio file.
 
 Expected failures (a missing or invalid file, a bad config key, ...) print one line
@@ -44,8 +46,11 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     ),
     "evaluate": (
         "score a checkpoint on held-out songs",
-        "Separate held-out songs (the synthetic band's test split, or MUSDB18's test subset) and print the "
-        "SI-SDR improvement and the SiSEC median SDR (museval's BSS Eval v4 SDR) per source.",
+        "Without MUSDB18: separate the synthetic band's test songs and print the SI-SDR improvement and the "
+        "SiSEC median SDR per source. With --musdb PATH (or $MUSDB_PATH): score whole MUSDB18 tracks as SiSEC "
+        "2018 does (BSS Eval v4 through museval, median over frames, then over tracks), one museval JSON per "
+        "track in DIR (an interrupted run resumes), and a report (report.md, report.csv, boxplot.png) beside "
+        "the published Meta-TasNet, Open-Unmix and MMDenseLSTM figures.",
     ),
     "separate": (
         "separate a song into drums, bass, other and vocals",
@@ -64,16 +69,32 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of the run (its checkpoint)")
     train.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="train to N steps in all (default: the recipe's)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR exactly")
-    ev.add_argument("checkpoint", type=Path, help="a checkpoint written by the Trainer (train keeps DIR/checkpoint.pt)")
-    ev.add_argument("--songs", type=_positive_int, default=None, metavar="K", help="the first K test songs (default 8 synthetic, all of MUSDB18)")
+    ev.add_argument("checkpoint", type=Path, help="a course checkpoint (train keeps DIR/checkpoint.pt) or the original "
+                                                  "repository's released one")
+    ev.add_argument("--tracks", "--songs", dest="songs", type=_positive_int, default=None, metavar="N",
+                    help="the first N songs (default: 8 synthetic songs; every track of the MUSDB18 split)")
     ev.add_argument("--seconds", type=float, default=8.0, metavar="S", help="length of a synthetic test song (default 8)")
+    ev.add_argument("--split", choices=("test", "train", "valid"), default=None, help="MUSDB18 split (default test, the published figures' split)")
+    ev.add_argument("--workers", type=_positive_int, default=None, metavar="K",
+                    help="MUSDB18: K processes, K-1 of them running museval while one separates (default 1; museval "
+                         "takes seconds per second of audio: hours for the test set on one core)")
+    ev.add_argument("--out", type=Path, default=None, metavar="DIR",
+                    help="MUSDB18: folder of the scores and the report (default <checkpoint stem>-musdb-<split>[-fast]"
+                         "[-original] beside the checkpoint); an unfinished one is resumed")
+    ev.add_argument("--fast", action="store_true", help="MUSDB18: SDR only, from the package's framewise_sdr (museval's SDR, in seconds)")
+    ev.add_argument("--layout", choices=("auto", "stems", "hq"), default=None,
+                    help="MUSDB18: stems (.stem.mp4), hq (MUSDB18-HQ wav folders) or auto (default: detected)")
     sep.add_argument("song", type=Path, help="audio file (wav, flac, ogg, ...), mono or stereo, any rate")
-    sep.add_argument("--checkpoint", type=Path, required=True, help="a MetaTasNet or ConvTasNet checkpoint written by the Trainer")
+    sep.add_argument("--checkpoint", type=Path, required=True, help="a course checkpoint or the original repository's released one")
     sep.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 18)")
     sep.add_argument("--context-seconds", type=float, default=None, metavar="S", help="context on each side of a window (default 2; the original code used 8)")
     for command in (train, ev):
         command.add_argument("--musdb", type=Path, default=None, metavar="PATH", help="MUSDB18 folder (default $MUSDB_PATH; neither: the synthetic band)")
+    for command in (ev, sep):
+        command.add_argument("--protocol", choices=("course", "original"), default="course",
+                             help="separation protocol: course (default) or original (as the original "
+                                  "repository's evaluate.py separates)")
     for command in (train, ev, sep):
         command.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
     args = parser.parse_args(argv)
@@ -119,37 +140,54 @@ def _train_run(recipe: Recipe, args: argparse.Namespace, checkpoint: Path, devic
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .recipe import musdb_root
+
+    root = musdb_root(args.musdb)
+    if root is not None:
+        return _evaluate_musdb(args, root)
+    given = [flag for flag, value in (("--split", args.split), ("--workers", args.workers), ("--out", args.out),
+                                      ("--fast", args.fast or None), ("--layout", args.layout)) if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to MUSDB18 only: pass --musdb PATH or set $MUSDB_PATH.")
+    return _evaluate_band(args)
+
+
+def _evaluate_musdb(args: argparse.Namespace, root: str) -> int:
+    from .evaluate import evaluate_musdb
+
+    done = evaluate_musdb(
+        args.checkpoint, root, split=args.split or "test", tracks=args.songs, workers=args.workers or 1,
+        out_dir=args.out, fast=args.fast, protocol=args.protocol, device=args.device,
+        is_wav={"stems": False, "hq": True}.get(args.layout),
+    )
+    print(done.summary)
+    resumed = len(done.result.tracks) - len(done.scored)
+    print(f"Scored {len(done.scored)} track(s){f' ({resumed} already scored)' if resumed else ''}; scores and "
+          f"{', '.join(p.name for p in done.files.values())} in {done.out_dir}")
+    return 0
+
+
+def _evaluate_band(args: argparse.Namespace) -> int:
     import warnings
 
     import numpy as np
-    from torch.utils.data import Subset
 
     from . import SOURCES
     from .checkpoint import load_model
     from .data.band import BandDataset
     from .metrics import framewise_sdr, si_sdr_improvement, sisec_aggregate
     from .progress import progress_bar
-    from .recipe import musdb_root
     from .separate import separate
 
     model, recipe = load_model(args.checkpoint)
     data = (recipe or {}).get("data", {})
-    root = musdb_root(args.musdb)
-    if root is None:
-        rate = data.get("sample_rate") or model.sample_rates[-1]
-        stereo = bool(data.get("stereo", False))
-        songs = BandDataset("test", rate, segment=None, song_duration=args.seconds, size=args.songs or 8, stereo=stereo)
-        what = f"the synthetic band's test songs ({args.seconds:g} s at {rate} Hz, {'stereo' if stereo else 'mono'})"
-    else:
-        from .data.musdb import MusdbDataset
-
-        rate = 44100
-        songs = MusdbDataset(root, "test", sample_rate=rate, segment=None, stereo=True, mixture="file")
-        songs = Subset(songs, range(min(args.songs or len(songs), len(songs))))
-        what = f"MUSDB18's test songs ({rate} Hz, stereo, their own mixtures)"
+    rate = data.get("sample_rate") or model.sample_rates[-1]
+    stereo = bool(data.get("stereo", False))
+    songs = BandDataset("test", rate, segment=None, song_duration=args.seconds, size=args.songs or 8, stereo=stereo)
+    what = f"the synthetic band's test songs ({args.seconds:g} s at {rate} Hz, {'stereo' if stereo else 'mono'})"
     gains, sdrs = [], []
     for mixture, stems in progress_bar(songs, desc="evaluating", unit="song", leave=False):
-        estimates = separate(model, mixture, rate, device=args.device)
+        estimates = separate(model, mixture, rate, device=args.device, protocol=args.protocol)
         gains.append(si_sdr_improvement(estimates[None], stems[None], mixture[None])[0].double().numpy())  # (4,)
         sdrs.append(framewise_sdr(estimates, stems, rate))  # (4, frames)
     with warnings.catch_warnings():
@@ -167,7 +205,7 @@ def _separate(args: argparse.Namespace) -> int:
     from .streaming import separate_file
 
     lengths = {k: v for k, v in (("chunk_seconds", args.chunk_seconds), ("context_seconds", args.context_seconds)) if v is not None}
-    paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, **lengths)
+    paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, protocol=args.protocol, **lengths)
     print(f"Wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0
 

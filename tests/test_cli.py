@@ -237,10 +237,12 @@ def test_a_conv_tasnet_recipe_trains_and_evaluates_at_its_rate(tmp_path, capsys)
 
 
 def test_evaluate_on_musdb_uses_its_test_songs(trained, tmp_path, capsys):
+    """The SiSEC evaluation itself is tested in test_evaluate.py."""
     root = write_hq(tmp_path / "musdb", {"test/Fake - One": 1.0, "test/Fake - Two": 1.0})
-    code, out, _ = run_cli(capsys, "evaluate", trained / "full" / CHECKPOINT_NAME, "--musdb", root, "--songs", 1)
-    assert code == 0 and "on MUSDB18's test songs (44100 Hz, stereo, their own mixtures), 1 song:" in out
-    assert out.strip().splitlines()[-1].startswith("mean")
+    code, out, _ = run_cli(capsys, "evaluate", trained / "full" / CHECKPOINT_NAME, "--musdb", root, "--songs", 1,
+                           "--fast", "--out", tmp_path / "scores")
+    assert code == 0 and out.startswith(f"{CHECKPOINT_NAME} on MUSDB18 test (MUSDB18-HQ), 1 track")
+    assert (tmp_path / "scores" / "test" / "Fake - One.json").is_file()
 
 
 def test_train_under_torchrun_environment_starts_and_ends_a_gloo_process_group(tmp_path, monkeypatch, capsys):
