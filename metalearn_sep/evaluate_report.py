@@ -100,7 +100,7 @@ def boxplot(result: Aggregate, published: tuple[PublishedScores, ...] = PUBLISHE
             ax.plot(np.full(len(column), x) + np.linspace(-0.12, 0.12, len(column)), column, ".", color="grey", alpha=0.6)
         if metric == "SDR":
             for marker, p in zip("D^s", published):
-                ax.plot(positions, [p.sdr[s] for s in SOURCES], marker, linestyle="none", label=f"{p.method} (published)")
+                ax.plot(positions, [p.sdr[s] for s in SOURCES], marker, linestyle="none", label=f"{p.method} (published median)")
             if published:
                 ax.legend(fontsize="small")
         ax.set_xticks(positions, list(SOURCES))

@@ -67,14 +67,16 @@ def score_with_museval(track: Any, estimates: Mapping[str, np.ndarray], path: st
         path: the JSON file, e.g. :func:`track_json_path`.
 
     Returns:
-        ``path``. museval's ``ValueError`` for a source silent over the whole track is
-        re-raised naming the track.
+        ``path``. museval's ``ValueError`` for a source silent over the whole track (an
+        instrumental song's vocals, say) is re-raised naming the track.
     """
     museval = _museval()
     try:
         store = museval.eval_mus_track(track, {k: np.asarray(v, dtype=np.float64) for k, v in estimates.items()})
     except ValueError as err:
-        raise ValueError(f"museval cannot score {track.name!r}: {err}") from None
+        why = "a source is silent over the whole track" if "silent" in str(err) else str(err).rstrip(".")
+        raise ValueError(f"museval cannot score {track.name!r}: {why}; fast scoring (--fast) takes it, with NaN "
+                         "for the frames where a source is silent.") from None
     store.validate()
     return atomic_write_text(path, store.json)
 
