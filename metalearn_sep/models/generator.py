@@ -51,14 +51,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .training_kernels import depthwise_conv
+
 INSTRUMENTS = 4
 """Number of instruments (drums, bass, other, vocals) an embedding table holds."""
 
 
-POINTWISE_AS_MATMUL = True
-"""Run the pointwise layers of :class:`InstrumentConv1d` as batched matrix products (the default),
-or, ``False``, as the grouped convolution every other layer is (what ``benchmarks/bench_separate.py``
-compares them with)."""
+FAST_FORMS = True
+"""Run the pointwise layers of :class:`InstrumentConv1d` as batched matrix products and its
+depthwise ones as shifted products (:func:`~metalearn_sep.models.training_kernels.depthwise_conv`),
+the default; ``False`` runs every layer as one grouped ``F.conv1d`` (what
+``benchmarks/bench_separate.py`` compares them with)."""
 
 def check_embedding(embedding: object, E1: int) -> int:
     """Return the number of instruments K of an embedding ``(K, E1)``, or raise ``ValueError``."""
@@ -138,8 +141,9 @@ class InstrumentConv1d(InstrumentLayer):
     forward pass is shared: the K kernels are stacked and applied by one grouped
     ``F.conv1d`` with ``groups = K * groups`` on ``(batch, K * C_in, T)``, except for the
     pointwise (1x1, ungrouped) layers, most of the masking network, which are a batched
-    matrix product ``(K, C_out, C_in) @ (batch, K, C_in, T)``: the same sums, which BLAS
-    computes faster than a grouped convolution (``benchmarks/bench_separate.py``).
+    matrix product ``(K, C_out, C_in) @ (batch, K, C_in, T)``, and the depthwise ones, which
+    are P shifted products: the same sums, which run faster that way on a CPU than as a
+    grouped convolution (:data:`FAST_FORMS`; ``benchmarks/bench_separate.py`` compares them).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, dilation: int, padding: int, groups: int) -> None:
@@ -158,9 +162,13 @@ class InstrumentConv1d(InstrumentLayer):
         weight, bias = self.materialize(embedding)
         K = weight.shape[0]
         folded = _fold_instruments(x, K, self.in_channels, type(self).__name__)
-        if POINTWISE_AS_MATMUL and self.kernel_size == 1 and self.groups == 1:  # one matrix product per instrument
+        if FAST_FORMS and self.kernel_size == 1 and self.groups == 1:  # one matrix product per instrument
             y = torch.matmul(weight[..., 0], x)  # (K, C_out, C_in) @ (batch, K, C_in, T)
             return y if bias is None else y + bias[..., None]
+        if FAST_FORMS and self.groups == self.in_channels == self.out_channels and 2 * self.padding == self.dilation * (self.kernel_size - 1):
+            flat_bias = bias.reshape(-1) if bias is not None else weight.new_zeros(K * self.out_channels)
+            y = depthwise_conv(folded, weight.reshape(K * self.out_channels, 1, self.kernel_size), flat_bias, self.dilation, self.padding)
+            return y.view(x.shape[0], K, self.out_channels, y.shape[-1])
         y = F.conv1d(
             folded,
             weight.reshape(K * self.out_channels, self.in_channels // self.groups, self.kernel_size),
