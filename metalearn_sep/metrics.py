@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
+
+from .sisec import import_museval, sisec_aggregate
 
 EPS = 1e-8
 """The epsilon of :func:`si_sdr`: added to ``||s||^2`` in the projection and to both
@@ -139,33 +139,6 @@ def framewise_sdr(estimates: object, references: object, sample_rate: int, windo
     return sdr
 
 
-def sisec_aggregate(track_scores: Sequence[np.ndarray]) -> np.ndarray:
-    """The SiSEC 2018 figure: median over frames (NaN skipped) per track, then median over tracks.
-
-    Args:
-        track_scores: one ``(source, frame)`` array per track, e.g. from :func:`framewise_sdr`.
-
-    Returns:
-        ``(source,)``; NaN for a source with no valid frame in any track.
-    """
-    if len(track_scores) == 0:
-        raise ValueError("sisec_aggregate needs the scores of at least one track.")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN tracks
-        per_track = np.stack([np.nanmedian(np.asarray(s, dtype=np.float64), axis=-1) for s in track_scores])
-        return np.nanmedian(per_track, axis=0)
-
-
-def _museval():
-    try:
-        import museval
-    except RuntimeError as err:  # stempeg raises at import when ffmpeg is missing
-        raise RuntimeError(f"museval cannot be imported: {err}") from None
-    return museval
-
-
 def museval_sdr(estimates: object, references: object, sample_rate: int, window: float = 1.0) -> np.ndarray:
     """SDR per source and frame computed by museval itself (slow: about 1 s per second of audio).
 
@@ -175,7 +148,7 @@ def museval_sdr(estimates: object, references: object, sample_rate: int, window:
     est = _as_numpy(estimates, "estimates")
     ref = _as_numpy(references, "references")
     win = int(np.floor(window * sample_rate))
-    sdr, _isr, _sir, _sar = _museval().evaluate(
+    sdr, _isr, _sir, _sar = import_museval().evaluate(
         ref.transpose(0, 2, 1), est.transpose(0, 2, 1), win=win, hop=win, mode="v4"
     )
     return sdr

@@ -49,7 +49,8 @@ def track_json_path(out_dir: str | os.PathLike, subset: str, name: str) -> Path:
     return Path(out_dir) / subset / f"{name}.json"
 
 
-def _museval():
+def import_museval() -> Any:
+    """The museval module, or one sentence saying why it cannot be imported (stempeg needs ffmpeg)."""
     try:
         import museval
     except RuntimeError as err:  # stempeg raises at import when ffmpeg is missing
@@ -70,7 +71,7 @@ def score_with_museval(track: Any, estimates: Mapping[str, np.ndarray], path: st
         ``path``. museval's ``ValueError`` for a source silent over the whole track (an
         instrumental song's vocals, say) is re-raised naming the track.
     """
-    museval = _museval()
+    museval = import_museval()
     try:
         store = museval.eval_mus_track(track, {k: np.asarray(v, dtype=np.float64) for k, v in estimates.items()})
     except ValueError as err:
@@ -158,13 +159,28 @@ class Aggregate:
         return float(np.mean(self.scores[metric]))
 
 
+def sisec_aggregate(track_scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The SiSEC 2018 figure: median over frames (NaN skipped) per track, then median over tracks.
+
+    Args:
+        track_scores: one ``(source, frame)`` array per track, e.g. from :func:`framewise_sdr`.
+
+    Returns:
+        ``(source,)``; NaN for a source with no valid frame in any track.
+    """
+    if len(track_scores) == 0:
+        raise ValueError("sisec_aggregate needs the scores of at least one track.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN tracks
+        per_track = np.stack([np.nanmedian(np.asarray(s, dtype=np.float64), axis=-1) for s in track_scores])
+        return np.nanmedian(per_track, axis=0)
+
+
 def aggregate(track_scores: Mapping[str, Mapping[str, np.ndarray]]) -> Aggregate:
     """The SiSEC aggregate of ``{track name: {metric: (source, frame)}}`` (e.g. from :func:`read_track_scores`).
 
     Median over frames, then over tracks, as museval's ``EvalStore`` and SiSEC 2018.
     """
-    from .metrics import sisec_aggregate  # imports torch: here, so that scoring workers start without it
-
     if not track_scores:
         raise ValueError("aggregate needs the scores of at least one track.")
     metrics = list(next(iter(track_scores.values())))

@@ -546,3 +546,12 @@ def test_bad_separator_input(separators):
             model(bad)
     with pytest.raises(ValueError, match="reference must be an EncoderSeparator"):
         EncoderSeparator.capacity_control(EnhancedEncoder(16, 4, 4, 8000))
+
+
+def test_the_decoder_is_the_sum_of_its_slices_transposed_convolutions():
+    decoder = EnhancedDecoder(40, 20, 20)
+    z = torch.randn(2, 40, 30)
+    parts = decoder.expand(z).split(decoder.slices, dim=1)
+    expected = sum(F.conv_transpose1d(part, conv.weight, stride=conv.stride[0], padding=conv.padding[0])
+                   for conv, part in zip(decoder.convs, parts))
+    torch.testing.assert_close(decoder(z), expected, rtol=1e-5, atol=1e-5)

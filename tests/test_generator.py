@@ -243,3 +243,23 @@ def test_film_masker_differs_between_instruments_only_through_its_norms():
     masks = film(latent, embedding.requires_grad_())
     (masks * torch.randn_like(masks)).sum().backward()
     assert embedding.grad.abs().sum() > 0 and film.input_conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("kernel", "options"), [(1, {}), (3, {"dilation": 2, "padding": 2, "groups": 12})])
+def test_the_fast_forms_give_the_grouped_convolutions_values_and_gradients(kernel, options, monkeypatch):
+    """Pointwise layers as matrix products and depthwise ones as shifted products: the same sums, forward and backward."""
+    import metalearn_sep.models.generator as generator
+
+    conv = GeneratedConv1d(12, 12, kernel, E1=E1, E2=E2, bias=True, **options)
+    x = torch.randn(2, 4, 12, 40, requires_grad=True)
+    embedding = torch.randn(4, E1, requires_grad=True)
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(generator, "FAST_FORMS", fast)
+        conv.zero_grad()
+        x.grad = embedding.grad = None
+        y = conv(x, embedding)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append([y.detach(), x.grad.clone(), embedding.grad.clone(), *(p.grad.clone() for p in conv.parameters())])
+    for fast, grouped in zip(*results):
+        torch.testing.assert_close(fast, grouped, rtol=1e-5, atol=1e-5)
