@@ -1,9 +1,16 @@
-"""Keeping a long loop's resident memory flat: :class:`HeapGuard`.
+"""The C heap during separation: large buffers reused (:func:`reused_heap`), resident memory kept flat (:class:`HeapGuard`).
 
 Separating a song window by window allocates and frees the same large buffers again and
-again; glibc's allocator can leave the freed pages fragmented, so the resident set creeps
-up from window to window although nothing is kept. Handing freed heap memory back to the
-operating system (``malloc_trim``) stops that.
+again (at 32 kHz one stage tensor of a 22 s window is 250 MB). glibc serves every
+allocation above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and returns it
+with ``munmap`` when freed, so each of them is faulted in and zeroed by the kernel anew:
+measured with the full model, a fifth of the CPU time went to the kernel.
+:func:`reused_heap` raises the thresholds while the streamed separation runs, so freed
+buffers stay in the heap and the next window reuses them (with song-sized buffers allocated
+in between, as the in-memory path does, the heap fragments instead and the peak grows with
+the song). The resident set can creep up from window to window either way;
+:class:`HeapGuard` hands freed memory back (``malloc_trim``) when it has grown too far. Both
+do nothing outside glibc. ``benchmarks/RESULTS.md`` has the measured figures.
 """
 
 from __future__ import annotations
@@ -11,19 +18,56 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+REUSED_THRESHOLD = 1 << 30
+"""While :func:`reused_heap` runs, allocations under 1 GiB come from the heap and freed memory stays there."""
+
+DEFAULT_THRESHOLDS = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20}
+"""What :func:`reused_heap` restores: the largest values glibc's own dynamic thresholds reach (32 and 64 MiB)."""
 
 
 @cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None on other C libraries and systems."""
+def _libc() -> ctypes.CDLL | None:
+    """glibc, or None on other C libraries and systems."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
         return None
+    return libc if all(hasattr(libc, name) for name in ("malloc_trim", "mallopt")) else None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None on other C libraries and systems."""
+    libc = _libc()
+    return libc.malloc_trim if libc is not None else None
+
+
+@contextmanager
+def reused_heap() -> Iterator[None]:
+    """Within the block, freed buffers under 1 GiB stay in the C heap for reuse; afterwards they are handed back.
+
+    Process-wide (the thresholds are the C library's): on exit the thresholds go back to
+    :data:`DEFAULT_THRESHOLDS` and the free heap is trimmed.
+    """
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    for parameter in DEFAULT_THRESHOLDS:
+        libc.mallopt(parameter, REUSED_THRESHOLD)
+    try:
+        yield
+    finally:
+        for parameter, value in DEFAULT_THRESHOLDS.items():
+            libc.mallopt(parameter, value)
+        libc.malloc_trim(0)
 
 
 def resident_bytes() -> int | None:

@@ -65,13 +65,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from .audio import fit_length, resample, unit_level
 from .checks import check_duration, check_rate, check_waveform
-from .heap import HeapGuard
+from .heap import HeapGuard, reused_heap
 from .models.separator import Separator
 from .progress import progress_bar
 from .rescale import least_squares_gains
@@ -210,18 +211,23 @@ class SeparationPlan:
         begin, end = window.core_start * self.rate // base, min(self.length, window.core_stop * self.rate // base)
         return begin, end, begin - self.song_span(window)[0]
 
-    def run(self, windows: Iterable[WindowInput], progress: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
+    def run(self, windows: Iterable[WindowInput], progress: bool = False,
+            reuse_heap: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
         """Separate each window; yield ``(window input, begin, end, core)``.
 
         ``core`` ``(K, C, end - begin)`` holds the raw (not rescaled) estimates of output
-        samples ``[begin, end)`` (see :meth:`output_length`), every channel.
+        samples ``[begin, end)`` (see :meth:`output_length`), every channel. ``reuse_heap``
+        keeps the windows' large buffers in the C heap (:func:`~metalearn_sep.heap.reused_heap`):
+        faster when nothing song-sized is allocated meanwhile (the streamed path), but with
+        song-sized buffers around the heap fragments and the peak grows with the song.
         """
         model, rates = self.model, self.model.sample_rates
         was_training = model.training
         model.to(self.device).eval()
         try:
-            with torch.no_grad(), progress_bar(total=len(self.windows) * len(self.passes), unit="chunk",
-                                               desc="separating", enabled=progress) as bar:
+            heap = reused_heap() if reuse_heap else nullcontext()
+            bar = progress_bar(total=len(self.windows) * len(self.passes), unit="chunk", desc="separating", enabled=progress)
+            with torch.no_grad(), heap, bar:
                 for item in windows:
                     window = item.window
                     begin, end, offset = self._core(window)

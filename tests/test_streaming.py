@@ -269,3 +269,27 @@ def test_the_cli_rejects_a_bad_song_in_one_line_and_writes_nothing(tmp_path, che
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_heap_keeps_large_buffers_during_separation_and_hands_them_back_after(monkeypatch):
+    import metalearn_sep.heap as module
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, parameter, value):
+            calls.append(("mallopt", parameter, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(module, "_libc", lambda: FakeLibc())
+    with pytest.raises(KeyboardInterrupt), module.reused_heap():
+        assert calls == [("mallopt", -3, 1 << 30), ("mallopt", -1, 1 << 30)]  # mmap and trim thresholds raised
+        raise KeyboardInterrupt
+    assert calls[2:] == [("mallopt", -3, 32 << 20), ("mallopt", -1, 64 << 20), ("trim", 0)]  # restored even so
+    monkeypatch.setattr(module, "_libc", lambda: None)  # another C library: nothing to tune
+    with module.reused_heap():
+        pass
