@@ -173,7 +173,7 @@ def show(label: str, r: dict) -> None:
 def row(label: str, r: dict) -> tuple[str, str]:
     """``(figure, value)`` of a row :func:`show` printed, for RESULTS.md."""
     streamed = label.startswith("command line")
-    mode = "CPU fp32" if streamed else label.split(",")[0]
+    mode = "CPU fp32" if streamed else label.replace(", default chunk", "").replace(", chunk trade-off", "")
     figure = (f"{'command line (streamed)' if streamed else 'separate()'}, {r['seconds']:.0f} s song, {mode}, "
               f"chunk {r['chunk']:g} s, context {r['context']:g} s")
     value = f"RTF {r['rtf']:.2f}, peak RSS {r['peak_mb']:,.0f} MiB (separation +{r['peak_mb'] - r['baseline_mb']:,.0f})"
