@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -211,24 +211,22 @@ class SeparationPlan:
         begin, end = window.core_start * self.rate // base, min(self.length, window.core_stop * self.rate // base)
         return begin, end, begin - self.song_span(window)[0]
 
-    def run(self, windows: Iterable[WindowInput], progress: bool = False,
-            reuse_heap: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
+    def run(self, windows: Iterable[WindowInput], progress: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
         """Separate each window; yield ``(window input, begin, end, core)``.
 
         ``core`` ``(K, C, end - begin)`` holds the raw (not rescaled) estimates of output
-        samples ``[begin, end)`` (see :meth:`output_length`), every channel. ``reuse_heap``
-        keeps the windows' large buffers in the C heap (:func:`~metalearn_sep.heap.reused_heap`):
-        faster when nothing song-sized is allocated meanwhile (the streamed path), but with
-        song-sized buffers around the heap fragments and the peak grows with the song.
+        samples ``[begin, end)`` (see :meth:`output_length`), every channel. From the second
+        window on, the windows' large buffers stay in the C heap for reuse
+        (:func:`~metalearn_sep.heap.reused_heap`); the first window is left out so that what
+        its reader allocates for the whole song (the in-memory stems) lies outside that heap.
         """
         model, rates = self.model, self.model.sample_rates
         was_training = model.training
         model.to(self.device).eval()
         try:
-            heap = reused_heap() if reuse_heap else nullcontext()
             bar = progress_bar(total=len(self.windows) * len(self.passes), unit="chunk", desc="separating", enabled=progress)
-            with torch.no_grad(), heap, bar:
-                for item in windows:
+            with torch.no_grad(), ExitStack() as heap, bar:
+                for index, item in enumerate(windows):
                     window = item.window
                     begin, end, offset = self._core(window)
                     cores = []
@@ -249,6 +247,8 @@ class SeparationPlan:
                         del mixtures, estimates, out
                         bar.update(1)
                     yield item, begin, end, torch.cat(cores).transpose(0, 1)  # (K, C, end - begin)
+                    if index == 0:
+                        heap.enter_context(reused_heap())
         finally:
             model.train(was_training)
 
