@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -215,18 +214,18 @@ class SeparationPlan:
         """Separate each window; yield ``(window input, begin, end, core)``.
 
         ``core`` ``(K, C, end - begin)`` holds the raw (not rescaled) estimates of output
-        samples ``[begin, end)`` (see :meth:`output_length`), every channel. From the second
-        window on, the windows' large buffers stay in the C heap for reuse
-        (:func:`~metalearn_sep.heap.reused_heap`); the first window is left out so that what
-        its reader allocates for the whole song (the in-memory stems) lies outside that heap.
+        samples ``[begin, end)`` (see :meth:`output_length`), every channel. The windows' large
+        buffers stay in the C heap for reuse (:func:`~metalearn_sep.heap.reused_heap`): a reader
+        allocates what it needs for the whole song before it starts the run, or the heap
+        fragments around it.
         """
         model, rates = self.model, self.model.sample_rates
         was_training = model.training
         model.to(self.device).eval()
         try:
             bar = progress_bar(total=len(self.windows) * len(self.passes), unit="chunk", desc="separating", enabled=progress)
-            with torch.no_grad(), ExitStack() as heap, bar:
-                for index, item in enumerate(windows):
+            with torch.no_grad(), reused_heap(), bar:
+                for item in windows:
                     window = item.window
                     begin, end, offset = self._core(window)
                     cores = []
@@ -247,8 +246,6 @@ class SeparationPlan:
                         del mixtures, estimates, out
                         bar.update(1)
                     yield item, begin, end, torch.cat(cores).transpose(0, 1)  # (K, C, end - begin)
-                    if index == 0:
-                        heap.enter_context(reused_heap())
         finally:
             model.train(was_training)
 
@@ -315,10 +312,9 @@ def separate(
                                device, amp, batch_channels, protocol)
     inputs = plan.stage_inputs(mixture)
     windows = (WindowInput(w, [window_slice(x, w, 2**s) for s, x in enumerate(inputs)]) for w in plan.windows)
-    stems, heap = None, HeapGuard()
+    stems = torch.zeros(model.num_sources, plan.channels, plan.output_length(), device=mixture.device)  # before the run
+    heap = HeapGuard()
     for _, begin, end, core in plan.run(windows, progress):
-        if stems is None:
-            stems = torch.zeros(core.shape[0], plan.channels, plan.output_length(), device=mixture.device)
         stems[..., begin:end] = core.to(stems.device)
         heap.after_window()
     if protocol == "original":  # the joined last-stage output, resampled to the song's rate at once

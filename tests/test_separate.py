@@ -51,7 +51,7 @@ class LocalStages(Separator):
     misaligned with the others changes the output.
     """
 
-    stride, min_length, sample_rates = 20, 20, [8000, 16000, 32000]
+    stride, min_length, sample_rates, num_sources = 20, 20, [8000, 16000, 32000], 4
 
     def __init__(self) -> None:
         super().__init__()
@@ -70,7 +70,7 @@ class LocalStages(Separator):
 class GainedFilters(Separator):
     """A single-rate stub (8 kHz): source i = g_i (h_i * x). The true stems are h_i * x, which sum to x."""
 
-    stride, min_length, sample_rates = 1, 1, [8000]
+    stride, min_length, sample_rates, num_sources = 1, 1, [8000], 4
 
     def __init__(self, gains: list[float]) -> None:
         super().__init__()
@@ -88,7 +88,7 @@ class GainedFilters(Separator):
 class Refuses(Separator):
     """A model that must not be reached: bad input has to be rejected before any work."""
 
-    stride, min_length, sample_rates = 1, 1, [8000]
+    stride, min_length, sample_rates, num_sources = 1, 1, [8000], 4
 
     def separate_stages(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         raise AssertionError("the model was called")

@@ -43,6 +43,7 @@ def by_hand(signal: torch.Tensor, rate: int, rates: list[int], lengths: list[int
 
 def test_both_models_are_separators(meta, conv):
     assert isinstance(meta, Separator) and isinstance(conv, Separator)
+    assert meta.num_sources == 4 and conv.num_sources == conv.config["num_sources"]
 
 
 def test_rates_stride_and_minimum_of_conv_tasnet(conv):

@@ -320,6 +320,7 @@ class MetaTasNet(Separator):
             filters=filters, spec_channels=spec_channels, base_rate=base_rate, generated=generated, film=film,
         )
         self.stride = stride
+        self.num_sources = INSTRUMENTS  # the four rows of every stage's embedding, in SOURCES order
         self.stages = nn.ModuleList(
             Stage(
                 N * 2**s, L * 2**s, stride * 2**s, base_rate * 2**s,

@@ -37,10 +37,13 @@ class Separator(nn.Module):
     """Base class of the course's separators: rates, length constraints, stage inputs and the last stage's estimates.
 
     Subclasses set ``self.stride`` (samples at R_0; input lengths are multiples of it) and
-    define :attr:`sample_rates`, :attr:`min_length` and :meth:`separate_stages`.
+    ``self.num_sources`` (K), and define :attr:`sample_rates`, :attr:`min_length` and
+    :meth:`separate_stages`.
     """
 
     stride: int
+    num_sources: int
+    """K, the number of stems :meth:`separate_stages` returns."""
 
     @property
     def sample_rates(self) -> list[int]:
