@@ -6,9 +6,10 @@ allocation above its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and r
 with ``munmap`` when freed, so each of them is faulted in and zeroed by the kernel anew:
 measured with the full model, a fifth of the CPU time went to the kernel.
 :func:`reused_heap` raises the thresholds while the windows are separated, so freed buffers
-stay in the heap and the next window reuses them; song-sized buffers must be allocated
-before it starts, or the heap fragments around them and the peak grows with the song.
-The resident set can creep up from window to window either way;
+stay in the heap and the next window reuses them. Only the streamed path uses it: with the
+in-memory path's song-sized buffers around, the heap fragmented and a 3-minute song's peak
+rose from 3.6 to 4-5.8 GB over the runs measured. The resident set can creep up from
+window to window either way;
 :class:`HeapGuard` hands freed memory back (``malloc_trim``) when it has grown too far. Both
 do nothing outside glibc. ``benchmarks/RESULTS.md`` has the measured figures.
 """
@@ -24,11 +25,9 @@ from functools import cache
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
-REUSED_THRESHOLD = 400 << 20
-"""While :func:`reused_heap` runs, allocations under 400 MiB come from the heap and freed memory stays there:
-every buffer of a default window (22 s) of the released model fits (the largest, stage 2's masking-network
-input, is 355 MiB), while larger, song-sized ones are still mapped and returned; with 1 GiB a 3-minute song's
-peak was 360 MiB higher for 7 % more speed (``benchmarks/RESULTS.md``)."""
+REUSED_THRESHOLD = 1 << 30
+"""While :func:`reused_heap` runs, allocations under 1 GiB come from the heap and freed memory stays there
+(every buffer of a default 22 s window of the released model is under 400 MiB)."""
 
 DEFAULT_THRESHOLDS = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20}
 """What :func:`reused_heap` restores: the largest values glibc's own dynamic thresholds reach (32 and 64 MiB)."""

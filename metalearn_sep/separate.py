@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -210,21 +211,22 @@ class SeparationPlan:
         begin, end = window.core_start * self.rate // base, min(self.length, window.core_stop * self.rate // base)
         return begin, end, begin - self.song_span(window)[0]
 
-    def run(self, windows: Iterable[WindowInput], progress: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
+    def run(self, windows: Iterable[WindowInput], progress: bool = False,
+            reuse_heap: bool = False) -> Iterator[tuple[WindowInput, int, int, torch.Tensor]]:
         """Separate each window; yield ``(window input, begin, end, core)``.
 
         ``core`` ``(K, C, end - begin)`` holds the raw (not rescaled) estimates of output
-        samples ``[begin, end)`` (see :meth:`output_length`), every channel. The windows' large
-        buffers stay in the C heap for reuse (:func:`~metalearn_sep.heap.reused_heap`): a reader
-        allocates what it needs for the whole song before it starts the run, or the heap
-        fragments around it.
+        samples ``[begin, end)`` (see :meth:`output_length`), every channel. ``reuse_heap``
+        keeps the windows' large buffers in the C heap (:func:`~metalearn_sep.heap.reused_heap`):
+        faster, but only the streamed path, which holds nothing song-sized, keeps its peak
+        flat with it (``benchmarks/RESULTS.md``).
         """
         model, rates = self.model, self.model.sample_rates
         was_training = model.training
         model.to(self.device).eval()
         try:
             bar = progress_bar(total=len(self.windows) * len(self.passes), unit="chunk", desc="separating", enabled=progress)
-            with torch.no_grad(), reused_heap(), bar:
+            with torch.no_grad(), reused_heap() if reuse_heap else nullcontext(), bar:
                 for item in windows:
                     window = item.window
                     begin, end, offset = self._core(window)
@@ -312,7 +314,7 @@ def separate(
                                device, amp, batch_channels, protocol)
     inputs = plan.stage_inputs(mixture)
     windows = (WindowInput(w, [window_slice(x, w, 2**s) for s, x in enumerate(inputs)]) for w in plan.windows)
-    stems = torch.zeros(model.num_sources, plan.channels, plan.output_length(), device=mixture.device)  # before the run
+    stems = torch.zeros(model.num_sources, plan.channels, plan.output_length(), device=mixture.device)
     heap = HeapGuard()
     for _, begin, end, core in plan.run(windows, progress):
         stems[..., begin:end] = core.to(stems.device)

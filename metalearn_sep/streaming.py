@@ -188,7 +188,7 @@ def _write_stems(plan: SeparationPlan, reader: StreamedSong, folder: Path, progr
     """Separate ``reader``'s song window by window into ``folder/<name>.wav``, rescaled; returns the names."""
     raw, equations, names, heap = [], None, [], HeapGuard()
     try:
-        for item, begin, end, core in plan.run(reader.windows(plan), progress):
+        for item, begin, end, core in plan.run(reader.windows(plan), progress, reuse_heap=True):
             core = core.cpu()  # (K, C, end - begin)
             if not raw:
                 names = stem_names(core.shape[0])

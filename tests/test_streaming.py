@@ -287,7 +287,7 @@ def test_the_heap_keeps_large_buffers_during_separation_and_hands_them_back_afte
 
     monkeypatch.setattr(module, "_libc", lambda: FakeLibc())
     with pytest.raises(KeyboardInterrupt), module.reused_heap():
-        assert calls == [("mallopt", -3, 400 << 20), ("mallopt", -1, 400 << 20)]  # mmap and trim thresholds raised
+        assert calls == [("mallopt", -3, 1 << 30), ("mallopt", -1, 1 << 30)]  # mmap and trim thresholds raised
         raise KeyboardInterrupt
     assert calls[2:] == [("mallopt", -3, 32 << 20), ("mallopt", -1, 64 << 20), ("trim", 0)]  # restored even so
     monkeypatch.setattr(module, "_libc", lambda: None)  # another C library: nothing to tune
