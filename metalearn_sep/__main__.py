@@ -204,8 +204,8 @@ def _evaluate_band(args: argparse.Namespace) -> int:
 def _separate(args: argparse.Namespace) -> int:
     from .streaming import separate_file
 
-    lengths = {k: v for k, v in (("chunk_seconds", args.chunk_seconds), ("context_seconds", args.context_seconds)) if v is not None}
-    paths = separate_file(args.song, args.checkpoint, args.out, device=args.device, protocol=args.protocol, **lengths)
+    paths = separate_file(args.song, args.checkpoint, args.out, args.chunk_seconds, args.context_seconds,
+                          device=args.device, protocol=args.protocol)
     print(f"Wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0
 

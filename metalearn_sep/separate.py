@@ -236,9 +236,9 @@ class SeparationPlan:
                         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):  # the model only
                             estimates = model.separate_stages(mixtures)
                         expected = window.length * self.scale
-                        if estimates.dim() != 4 or estimates.shape[0] != len(rows) or estimates.shape[2] != 1 or estimates.shape[3] != expected:
+                        if tuple(estimates.shape) != (len(rows), model.num_sources, 1, expected):
                             raise ValueError(
-                                f"The model must return estimates of shape ({len(rows)}, sources, 1, {expected}), "
+                                f"The model must return estimates of shape ({len(rows)}, {model.num_sources}, 1, {expected}), "
                                 f"got {tuple(estimates.shape)}."
                             )
                         out = estimates.float()[:, :, 0]  # (rows, K, window samples at R_S)

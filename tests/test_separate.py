@@ -305,3 +305,12 @@ def test_the_original_protocol_takes_no_window_lengths_and_protocols_are_named()
         separate(tiny_model(), noise(1, 8000), 8000, chunk_seconds=4.0, protocol="original")
     with pytest.raises(ValueError, match="protocol must be one of 'course', 'original', got 'paper'"):
         separate(tiny_model(), noise(1, 8000), 8000, protocol="paper")
+
+
+def test_a_model_returning_other_shapes_than_it_states_is_named():
+    class ThreeStems(GainedFilters):
+        def separate_stages(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+            return super().separate_stages(inputs)[:, :3]
+
+    with pytest.raises(ValueError, match=r"must return estimates of shape \(1, 4, 1, \d+\), got \(1, 3, 1, \d+\)"):
+        separate(ThreeStems([1.0, 1.0, 1.0, 1.0]), noise(1, 8000), 8000)

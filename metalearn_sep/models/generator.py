@@ -161,10 +161,11 @@ class InstrumentConv1d(InstrumentLayer):
         """``(batch, K, C_in, T)`` and embeddings ``(K, E1)`` -> ``(batch, K, C_out, T_out)``."""
         weight, bias = self.materialize(embedding)
         K = weight.shape[0]
-        folded = _fold_instruments(x, K, self.in_channels, type(self).__name__)
         if FAST_FORMS and self.kernel_size == 1 and self.groups == 1:  # one matrix product per instrument
+            _check_features(x, K, self.in_channels, type(self).__name__)
             y = torch.matmul(weight[..., 0], x)  # (K, C_out, C_in) @ (batch, K, C_in, T)
             return y if bias is None else y + bias[..., None]
+        folded = _fold_instruments(x, K, self.in_channels, type(self).__name__)
         if FAST_FORMS and self.groups == self.in_channels == self.out_channels and 2 * self.padding == self.dilation * (self.kernel_size - 1):
             flat_bias = bias.reshape(-1) if bias is not None else weight.new_zeros(K * self.out_channels)
             y = depthwise_conv(folded, weight.reshape(K * self.out_channels, 1, self.kernel_size), flat_bias, self.dilation, self.padding)
