@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test notebooks benchmarks student lock clean-venv
+.PHONY: lab test notebooks benchmarks results student lock clean-venv
 
 # Create .venv when missing and install the pinned dependencies plus the package (editable).
 $(STAMP): pyproject.toml requirements.lock scripts/ensure_system.sh
@@ -30,6 +30,11 @@ notebooks: $(STAMP)
 benchmarks: $(STAMP)
 	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "missed a target or failed:$$failed"; exit 1; fi
+
+# Every chapter's experiment at cpu scale, 3 seeds, into results/ (about 3 h on 2 cores; resumable: a rerun skips
+# recorded runs; ARGS="--chapters 03 --minutes 60" does a slice).
+results: $(STAMP)
+	$(PY) benchmarks/results.py $(ARGS)
 
 # The student edition: every solution replaced by `raise NotImplementedError`.
 student: $(STAMP)

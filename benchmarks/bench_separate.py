@@ -16,29 +16,34 @@ Rows:
 
 1. the default chunk length on a 3-minute and a 1-minute song: the peak must not grow with
    the song's length beyond the song-sized buffers (input, resampled copies, output stems);
-2. the previous path on the 3-minute song, side by side: every stage decoded (``model(x)``),
+2. the compute floor: the model's multiply-adds per second of window (FlopCounterMode) times
+   the window-seconds processed per second of song, over the CPU's best rate for the
+   masking network's own matrix product, in fp32 and bf16: no path can beat it;
+3. the previous path on the 3-minute song, side by side: every stage decoded (``model(x)``),
    the masking network's layers as grouped convolutions and the decoder's as transposed
    ones (:data:`metalearn_sep.models.generator.FAST_FORMS` off), and the speed-up over it
    (``--no-previous`` skips it);
-3. the trade-off on the 1-minute song: RTF and peak for other chunk lengths (``--chunks``)
+4. the trade-off on the 1-minute song: RTF and peak for other chunk lengths (``--chunks``)
    and other context lengths (``--contexts``, at the default chunk length);
-4. the default chunk with bf16 autocast on the CPU (``--no-cpu-bf16`` skips it): about
-   twice the matrix throughput where the CPU has bf16 instructions, at a rounding error of
-   about 1 % of the stems' norm;
-5. the same model in bf16 on CUDA (``torch.autocast("cuda", dtype=torch.bfloat16)``) when a
+5. the default chunk with bf16 autocast on the CPU (``--no-cpu-bf16`` skips it and row 7's
+   bf16 run): about twice the matrix throughput where the CPU has bf16 instructions;
+6. the same model in bf16 on CUDA (``torch.autocast("cuda", dtype=torch.bfloat16)``) when a
    GPU is present, else "skipped";
-6. the command line's path, ``separate_file`` (``python -m metalearn_sep separate``), which
+7. the command line's path, ``separate_file`` (``python -m metalearn_sep separate``), which
    streams the song from and to disk, on songs of ``--file-seconds`` (1 and 3 minutes by
    default): its peak must not grow with the song's length. ``separate()`` returns the stems
    as one tensor, so its peak does grow with the song-sized buffers (input, resampled
-   copies, stems: about 4 MiB per second of stereo 44.1 kHz song).
+   copies, stems: about 4 MiB per second of stereo 44.1 kHz song). Then the longest song
+   again in bf16 (``--precision bf16``), and how far its stems lie from fp32's (SNR per stem).
 
-Targets (default chunk, 3-minute song, CPU fp32): peak RSS < 4 GB (4e9 bytes) and RTF <= 0.5; the
-command line's peak under 4 GB and flat (less than 100 MiB more for the longest song than for
-the shortest). The exit status is 1 when one is missed. The machine's load average is printed next to every timing:
-on a shared machine the RTF is pessimistic. Every row printed, and the verdicts, are appended
-to ``benchmarks/RESULTS.md`` (its ``bench_separate`` table holds the recorded runs) unless
-``--no-record`` is given.
+Targets (3-minute song, 2 CPU threads): separate()'s peak RSS < 4 GB (4e9 bytes) in fp32;
+RTF <= 0.5 for separate() in fp32 (above its compute floor on this machine: reported, not
+reachable), for separate() in bf16 and for the command line in bf16; the command line's peak
+under 4 GB and flat (less than 100 MiB more for the longest song than for the shortest). The
+exit status is 1 when one is missed. The machine's load average is printed next to every
+timing: on a shared machine the RTF is pessimistic. Every row printed, and the verdicts, are
+appended to ``benchmarks/RESULTS.md`` (its ``bench_separate`` table holds the recorded runs)
+unless ``--no-record`` is given.
 
     python benchmarks/bench_separate.py [--threads 2] [--seconds 180 60] [--chunks 4 16 30] [--contexts 2]
                                         [--context 8] [--no-cpu-bf16] [--no-previous] [--skip-tradeoff] [--no-record]
@@ -65,6 +70,8 @@ RTF_TARGET = 0.5
 RATE = 44100
 SHOWN: list[tuple[str, dict]] = []
 """Every ``(label, figures)`` that :func:`show` printed, for RESULTS.md."""
+NOTES: list[tuple[str, str]] = []
+"""Other ``(figure, value)`` rows printed (compute floor, bf16 agreement), for RESULTS.md."""
 
 
 def file_child(args: argparse.Namespace) -> None:
@@ -78,16 +85,59 @@ def file_child(args: argparse.Namespace) -> None:
     seconds = sf.info(str(args.song)).frames / RATE
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        paths = separate_file(args.song, args.checkpoint, out, args.chunk, args.context, device="cpu", progress=False)
-        elapsed = time.perf_counter() - start
-        finite = all(bool(np.isfinite(sf.read(str(p), dtype="float32")[0]).all()) for p in paths)
+    args.keep.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    paths = separate_file(args.song, args.checkpoint, args.keep, args.chunk, args.context, device="cpu", progress=False, amp=args.amp)
+    elapsed = time.perf_counter() - start
+    finite = all(bool(np.isfinite(sf.read(str(p), dtype="float32")[0]).all()) for p in paths)
     print(json.dumps({
         "seconds": seconds, "chunk": args.chunk, "rtf": elapsed / seconds,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "baseline_mb": baseline, "gpu_peak_mb": None,
         "processed": None, "finite": finite, "load": (load_before, os.getloadavg()[0]),
     }))
+
+
+def floor_child(args: argparse.Namespace) -> None:
+    """Print a JSON line: the model's multiply-adds per second of window and the CPU's best matrix-product rate.
+
+    The multiply-adds are counted by ``torch.utils.flop_counter.FlopCounterMode`` on a 4 s
+    window of one channel (matrix products and convolutions; the element-wise work is not
+    counted, so the floor derived from them is optimistic). The rate is the best of 20 runs
+    of the masking network's own product, ``(4, 160, 160) @ (4, 160, 8800)``, in fp32 and bf16.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from metalearn_sep.models.meta_tasnet import MetaTasNet
+
+    torch.set_num_threads(args.threads)
+    model = MetaTasNet().eval()
+    seconds = 4.0
+    inputs = [torch.randn(1, 1, round(seconds * r)) for r in model.sample_rates]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # (its module tracking fails under inference_mode)
+        model.separate_stages(inputs)
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        weight, x = torch.randn(4, 160, 160, dtype=dtype), torch.randn(4, 160, 8800, dtype=dtype)
+        best = float("inf")
+        for _ in range(20):
+            start = time.perf_counter()
+            torch.matmul(weight, x)
+            best = min(best, time.perf_counter() - start)
+        rates[str(dtype).removeprefix("torch.")] = 4 * 160 * 160 * 8800 / best
+    print(json.dumps({"macs_per_second": counter.get_total_flops() / 2 / seconds, "peak_macs": rates}))
+
+
+def stem_snr(reference: Path, other: Path) -> dict[str, float]:
+    """Per stem, 10 log10(|a|^2 / |a - b|^2) in dB between the WAVs of two separate_file output folders."""
+    import soundfile as sf
+
+    snr = {}
+    for path in sorted(reference.glob("*/*.wav")):
+        a = sf.read(str(path), dtype="float64")[0]
+        b = sf.read(str(other / path.parent.name / path.name), dtype="float64")[0]
+        snr[path.stem] = round(float(10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-300))), 1)
+    return snr
 
 
 def child(args: argparse.Namespace) -> None:
@@ -102,7 +152,7 @@ def child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = MetaTasNet().to(device)
-    if args.previous:
+    if args.previous_path:
         use_previous_path(model)
     processed = []  # batch x samples at 8 kHz of every window separate() runs (every window enters stage 0's encoder)
     model.stages[0].encoder.register_forward_pre_hook(lambda module, inputs: processed.append(inputs[0].shape[0] * inputs[0].shape[-1]))
@@ -148,11 +198,11 @@ def use_previous_path(model) -> None:
 
 
 def measure(song: Path, duration: float, chunk: float, context: float, threads: int, device: str = "cpu", amp: bool = False,
-            checkpoint: Path | None = None, previous: bool = False) -> dict:
+            checkpoint: Path | None = None, previous: bool = False, keep: Path | None = None) -> dict:
     command = [
         sys.executable, __file__, "--child", "--song", str(song), "--duration", str(duration), "--chunk", str(chunk),
         "--context", str(context), "--threads", str(threads), "--device", device,
-    ] + (["--amp"] if amp else []) + (["--checkpoint", str(checkpoint)] if checkpoint else []) + (["--previous"] if previous else [])
+    ] + (["--amp"] if amp else []) + (["--checkpoint", str(checkpoint)] if checkpoint else []) + (["--previous-path"] if previous else []) + (["--keep", str(keep)] if keep else [])
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"measurement failed (chunk {chunk} s, {duration} s song):\n{result.stderr[-3000:]}")
@@ -173,7 +223,8 @@ def show(label: str, r: dict) -> None:
 def row(label: str, r: dict) -> tuple[str, str]:
     """``(figure, value)`` of a row :func:`show` printed, for RESULTS.md."""
     streamed = label.startswith("command line")
-    mode = "CPU fp32" if streamed else label.replace(", default chunk", "").replace(", chunk trade-off", "")
+    mode = (label.removeprefix("command line (streamed)").removeprefix(", ") or "CPU fp32") if streamed \
+        else label.replace(", default chunk", "").replace(", chunk trade-off", "")
     figure = (f"{'command line (streamed)' if streamed else 'separate()'}, {r['seconds']:.0f} s song, {mode}, "
               f"chunk {r['chunk']:g} s, context {r['context']:g} s")
     value = f"RTF {r['rtf']:.2f}, peak RSS {r['peak_mb']:,.0f} MiB (separation +{r['peak_mb'] - r['baseline_mb']:,.0f})"
@@ -206,11 +257,13 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--previous", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--previous-path", dest="previous_path", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     add_no_record_flag(parser)
     args = parser.parse_args()
     if args.child:
-        file_child(args) if args.checkpoint else child(args)
+        floor_child(args) if args.floor else file_child(args) if args.checkpoint else child(args)
         return 0
 
     import torch
@@ -231,6 +284,16 @@ def main() -> int:
         for seconds in args.seconds:
             results[seconds] = measure(song, seconds, args.chunk, args.context, args.threads)
             show("CPU fp32, default chunk", results[seconds])
+        floor = json.loads(subprocess.run([sys.executable, __file__, "--child", "--floor", "--threads", str(args.threads)],
+                                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        windows = results[args.seconds[0]]["processed"]  # window-seconds per second of song, both channels
+        floors = {dtype: floor["macs_per_second"] * windows / rate for dtype, rate in floor["peak_macs"].items()}
+        NOTES.append(("compute floor of separate(), CPU (FlopCounterMode; the masking network's product timed)",
+                      f"{floor['macs_per_second'] / 1e9:.1f} GMAC per window-second and channel x {windows:.2f} window-s per "
+                      f"song-s; best matrix product {', '.join(f'{d} {r / 1e9:.0f} GMAC/s' for d, r in floor['peak_macs'].items())}: "
+                      f"RTF floor {', '.join(f'{d} {f:.2f}' for d, f in floors.items())} (every product at that rate, "
+                      "element-wise work free)"))
+        print(": ".join(NOTES[-1]), flush=True)
         previous = None
         if args.previous:
             previous = measure(song, args.seconds[0], args.chunk, args.context, args.threads, previous=True)
@@ -242,21 +305,32 @@ def main() -> int:
                 show("CPU fp32, chunk trade-off", measure(song, shortest, chunk, args.context, args.threads))
             for context in args.contexts:
                 show(f"CPU fp32, context {context:g} s", measure(song, shortest, args.chunk, context, args.threads))
+        bf16 = None
         if args.cpu_bf16:
-            show("CPU bf16 autocast", measure(song, args.seconds[0], args.chunk, args.context, args.threads, amp=True))
+            bf16 = measure(song, args.seconds[0], args.chunk, args.context, args.threads, amp=True)
+            show("CPU bf16 autocast", bf16)
         if torch.cuda.is_available():
             show("CUDA bf16 autocast", measure(song, args.seconds[0], args.chunk, args.context, args.threads, "cuda", amp=True))
         else:
             print("CUDA bf16 autocast: skipped (no GPU on this machine)")
-        streamed = {}
+        streamed, streamed_bf16 = {}, None
         if args.file_seconds:
             torch.manual_seed(0)
             checkpoint = Trainer(MetaTasNet(), [], progress=False, device="cpu").save(Path(tmp) / "model.pt")
             for seconds in args.file_seconds:
                 excerpt = Path(tmp) / f"song_{seconds:g}.wav"
                 write_audio(excerpt, synthesize(0, RATE, longest, stereo=True).sum(0)[:, : round(seconds * RATE)], RATE)
-                streamed[seconds] = measure(excerpt, seconds, args.chunk, args.context, args.threads, checkpoint=checkpoint)
+                streamed[seconds] = measure(excerpt, seconds, args.chunk, args.context, args.threads, checkpoint=checkpoint,
+                                            keep=Path(tmp) / f"fp32_{seconds:g}")
                 show("command line (streamed)", streamed[seconds])
+            if args.cpu_bf16:
+                seconds = max(args.file_seconds)
+                streamed_bf16 = measure(Path(tmp) / f"song_{seconds:g}.wav", seconds, args.chunk, args.context, args.threads,
+                                        amp=True, checkpoint=checkpoint, keep=Path(tmp) / f"bf16_{seconds:g}")
+                show("command line (streamed), CPU bf16 autocast", streamed_bf16)
+                agreement = stem_snr(Path(tmp) / f"fp32_{seconds:g}", Path(tmp) / f"bf16_{seconds:g}")
+                NOTES.append((f"command line, {seconds:.0f} s song: bf16 stems against fp32 stems", f"SNR {agreement} dB"))
+                print(": ".join(NOTES[-1]), flush=True)
 
     target = results[args.seconds[0]]
     peaks = [r["peak_mb"] for r in results.values()]
@@ -264,9 +338,14 @@ def main() -> int:
           f"(separation itself: {[round(r['peak_mb'] - r['baseline_mb']) for r in results.values()]} MiB)")
     checks = [
         (f"peak RSS {target['peak_mb']:.0f} MiB < {PEAK_TARGET_MB:.0f} MiB (4 GB)", target["peak_mb"] < PEAK_TARGET_MB),
-        (f"RTF {target['rtf']:.2f} <= {RTF_TARGET} (load average {target['load'][0]:.1f} on {os.cpu_count()} cores)", target["rtf"] <= RTF_TARGET),
+        (f"RTF {target['rtf']:.2f} <= {RTF_TARGET}, separate() fp32 (its compute floor here: {floors['float32']:.2f}; "
+         f"load average {target['load'][0]:.1f} on {os.cpu_count()} cores)", target["rtf"] <= RTF_TARGET),
         ("finite output", all(r["finite"] for r in results.values())),
     ]
+    for label, r in (("separate() bf16", bf16), ("command line bf16", streamed_bf16)):
+        if r is not None:
+            checks.append((f"RTF {r['rtf']:.2f} <= {RTF_TARGET}, {label} ({r['seconds']:.0f} s song)", r["rtf"] <= RTF_TARGET))
+
     if streamed:
         lengths = sorted(streamed)
         growth = streamed[lengths[-1]]["peak_mb"] - streamed[lengths[0]]["peak_mb"]
@@ -277,7 +356,7 @@ def main() -> int:
     for text, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {text}")
     if not args.no_record:
-        record("bench_separate", [*(row(label, r) for label, r in SHOWN),
+        record("bench_separate", [*(row(label, r) for label, r in SHOWN), *NOTES,
                                   ("targets", "; ".join(f"{'PASS' if ok else 'MISS'} {text}" for text, ok in checks))])
     return 0 if all(ok for _, ok in checks) else 1
 

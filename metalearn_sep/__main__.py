@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--protocol", choices=("course", "original"), default="course",
                              help="separation protocol: course (default) or original (as the original "
                                   "repository's evaluate.py separates)")
+    for command in (ev, sep):
+        command.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                             help="the model's arithmetic: bf16 autocast (about twice as fast on a CPU with bf16 "
+                                  "instructions, stems within about 40 dB SNR of fp32) or fp32; auto (default): "
+                                  "bf16 on CUDA, fp32 elsewhere")
     for command in (train, ev, sep):
         command.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
     args = parser.parse_args(argv)
@@ -157,7 +162,7 @@ def _evaluate_musdb(args: argparse.Namespace, root: str) -> int:
 
     done = evaluate_musdb(
         args.checkpoint, root, split=args.split or "test", tracks=args.songs, workers=args.workers or 1,
-        out_dir=args.out, fast=args.fast, protocol=args.protocol, device=args.device,
+        out_dir=args.out, fast=args.fast, protocol=args.protocol, device=args.device, amp=_amp(args),
         is_wav={"stems": False, "hq": True}.get(args.layout),
     )
     print(done.summary)
@@ -187,7 +192,7 @@ def _evaluate_band(args: argparse.Namespace) -> int:
     what = f"the synthetic band's test songs ({args.seconds:g} s at {rate} Hz, {'stereo' if stereo else 'mono'})"
     gains, sdrs = [], []
     for mixture, stems in progress_bar(songs, desc="evaluating", unit="song", leave=False):
-        estimates = separate(model, mixture, rate, device=args.device, protocol=args.protocol)
+        estimates = separate(model, mixture, rate, device=args.device, amp=_amp(args), protocol=args.protocol)
         gains.append(si_sdr_improvement(estimates[None], stems[None], mixture[None])[0].double().numpy())  # (4,)
         sdrs.append(framewise_sdr(estimates, stems, rate))  # (4, frames)
     with warnings.catch_warnings():
@@ -201,11 +206,16 @@ def _evaluate_band(args: argparse.Namespace) -> int:
     return 0
 
 
+def _amp(args: argparse.Namespace) -> bool | None:
+    """``--precision`` as separate()'s ``amp``: None (auto), False (fp32) or True (bf16)."""
+    return {"auto": None, "fp32": False, "bf16": True}[args.precision]
+
+
 def _separate(args: argparse.Namespace) -> int:
     from .streaming import separate_file
 
     paths = separate_file(args.song, args.checkpoint, args.out, args.chunk_seconds, args.context_seconds,
-                          device=args.device, protocol=args.protocol)
+                          device=args.device, protocol=args.protocol, amp=_amp(args))
     print(f"Wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0
 

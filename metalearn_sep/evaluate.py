@@ -105,6 +105,7 @@ def evaluate_musdb(
     is_wav: bool | None = None,
     device: str | None = None,
     progress: bool = True,
+    amp: bool | None = None,
 ) -> Evaluation:
     """Score ``checkpoint`` on MUSDB18 as SiSEC 2018 does; see the module docstring.
 
@@ -120,6 +121,8 @@ def evaluate_musdb(
         is_wav: ``True`` MUSDB18-HQ, ``False`` MUSDB18 ``.stem.mp4``, ``None`` detected.
         device: where the model runs; default CUDA, else MPS, else the CPU.
         progress: show a bar over the tracks.
+        amp: bf16 autocast of the model (:func:`~metalearn_sep.separate.separate`; default
+            on CUDA only).
 
     Returns:
         An :class:`Evaluation`. Raises ``ValueError`` / ``OSError`` with one sentence for a
@@ -132,6 +135,8 @@ def evaluate_musdb(
     workers = check_int(workers, "workers")
     if not isinstance(fast, bool):
         raise ValueError(f"fast must be True or False, got {fast!r}.")
+    if amp is not None and not isinstance(amp, bool):
+        raise ValueError(f"amp must be None (bf16 on CUDA only), True (bf16) or False (fp32), got {amp!r}.")
     model, _ = load_model(checkpoint)
     data = MusdbDataset(root, split, sample_rate=RATE, segment=None, stereo=True, is_wav=is_wav, mixture="file")
     count = len(data) if tracks is None else min(check_int(tracks, "tracks"), len(data))
@@ -140,7 +145,8 @@ def evaluate_musdb(
         check_lengths(track, data.is_wav)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(checkpoint, split, fast, protocol)
     settings = {"checkpoint_sha256": _digest(checkpoint), "split": split, "protocol": protocol,
-                "metric": "framewise_sdr" if fast else "museval", "layout": layout_name(data.is_wav)}
+                "metric": "framewise_sdr" if fast else "museval", "layout": layout_name(data.is_wav),
+                "precision": {None: "auto", False: "fp32", True: "bf16"}[amp]}
     claim = _check_out(out_dir, {**settings, "checkpoint": str(checkpoint)})
 
     metrics = ("SDR",) if fast else sisec.METRICS
@@ -148,7 +154,7 @@ def evaluate_musdb(
     todo = [i for i, path in enumerate(paths) if not sisec.is_complete(path, metrics)]
     bar = progress_bar(total=count, initial=count - len(todo), unit="track", desc="evaluating", enabled=progress)
     with bar:
-        for _ in _score(model, data, todo, paths, claim, fast=fast, workers=workers, protocol=protocol,
+        for _ in _score(model, data, todo, paths, claim, fast=fast, workers=workers, protocol=protocol, amp=amp,
                         device=str(device) if device is not None else str(default_device())):
             bar.update(1)
     result = sisec.aggregate({track.name: sisec.read_track_scores(p, metrics) for track, p in zip(chosen, paths)})
@@ -164,7 +170,7 @@ def layout_name(is_wav: bool) -> str:
 
 
 def _score(model, data: MusdbDataset, todo: list[int], paths: list[Path], claim: Callable[[], None], *,
-           fast: bool, workers: int, protocol: str, device: str) -> Iterator[int]:
+           fast: bool, workers: int, protocol: str, amp: bool | None, device: str) -> Iterator[int]:
     """Separate and score ``data``'s tracks ``todo`` into ``paths``; yield each index once its JSON is written.
 
     ``claim()`` runs once the first track is separated, before anything is written.
@@ -174,7 +180,7 @@ def _score(model, data: MusdbDataset, todo: list[int], paths: list[Path], claim:
     try:
         for i in todo:
             mixture, _ = data[i]  # (2, T) at 44.1 kHz: the track's own mixture file
-            stems = separate(model, mixture, RATE, device=device, protocol=protocol)  # (4, 2, T)
+            stems = separate(model, mixture, RATE, device=device, amp=amp, protocol=protocol)  # (4, 2, T)
             estimates = {name: stems[k].T.numpy() for k, name in enumerate(SOURCES)}  # (T, 2) each
             claim()
             if pool is None:

@@ -226,7 +226,7 @@ class SeparationPlan:
         model.to(self.device).eval()
         try:
             bar = progress_bar(total=len(self.windows) * len(self.passes), unit="chunk", desc="separating", enabled=progress)
-            with torch.no_grad(), reused_heap() if reuse_heap else nullcontext(), bar:
+            with torch.inference_mode(), reused_heap() if reuse_heap else nullcontext(), bar:
                 for item in windows:
                     window = item.window
                     begin, end, offset = self._core(window)
@@ -283,7 +283,7 @@ def separate(
 
     Args:
         model: a :class:`~metalearn_sep.models.separator.Separator` (MetaTasNet, ConvTasNet);
-            it is run in eval mode under ``torch.no_grad``.
+            it is run in eval mode under ``torch.inference_mode``.
         mixture: ``(channels, time)``, 1 or 2 channels, any length, finite, not silent.
         sample_rate: the mixture's rate (Hz); the stems come back at it.
         chunk_seconds: core length of one window (default :data:`DEFAULT_CHUNK_SECONDS`); the

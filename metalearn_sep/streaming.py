@@ -147,6 +147,7 @@ def separate_file(
     device: torch.device | str | None = None,
     progress: bool = True,
     protocol: str = "course",
+    amp: bool | None = None,
 ) -> list[Path]:
     """``python -m metalearn_sep separate``: separate ``song`` into ``out_dir/<song stem>/<source>.wav``.
 
@@ -155,6 +156,7 @@ def separate_file(
     and the song are checked before anything is written; the output folder appears all or
     nothing (a failed run leaves no partial files). The progress bar shows when the song
     needs more than one window. Returns the written paths (32-bit float WAV at the song's rate).
+    ``amp``: bf16 autocast of the model, as in :func:`~metalearn_sep.separate.separate`.
 
     ``protocol="original"`` (the original code's evaluation) joins the whole song's output
     before resampling it once, so it reads the song into memory and calls
@@ -165,7 +167,7 @@ def separate_file(
     folder = Path(out_dir) / Path(song).stem
     if protocol == "original":
         mixture, rate = read_audio(song)
-        stems = separate(model, mixture, rate, chunk_seconds, context_seconds, progress, device, protocol=protocol)
+        stems = separate(model, mixture, rate, chunk_seconds, context_seconds, progress, device, amp=amp, protocol=protocol)
         names = stem_names(stems.shape[0])
         with atomic_folder(folder) as tmp:
             for name, stem in zip(names, stems):
@@ -175,7 +177,7 @@ def separate_file(
     try:
         reader.measure()
         plan = SeparationPlan.make(model, reader.channels, reader.length, reader.rate, chunk_seconds, context_seconds,
-                                   device, protocol=protocol)
+                                   device, amp, protocol=protocol)
         several = reader.length / reader.rate > (chunk_seconds or DEFAULT_CHUNK_SECONDS)
         with atomic_folder(folder) as tmp:
             names = _write_stems(plan, reader, tmp, progress and several)

@@ -59,6 +59,21 @@ def test_cli_writes_one_float_wav_per_stem_equal_to_separate(tmp_path, song, che
         torch.testing.assert_close(read_audio(folder / f"{source}.wav")[0], stem)
 
 
+def test_cli_precision_bf16_equals_separate_in_bf16(tmp_path, song, checkpoint):
+    """``--precision bf16`` runs the model in bf16 (what separate(amp=True) gives), fp32 the plain path."""
+    chunks = ("--chunk-seconds", 0.5, "--context-seconds", 0.25, "--device", "cpu")
+    for precision in ("bf16", "fp32"):
+        assert run_cli(song, "--checkpoint", checkpoint, "--out", tmp_path / precision, *chunks, "--precision", precision) == 0
+    mixture, rate = read_audio(song)
+    model = load_model(checkpoint)[0]
+    for amp, folder in ((True, "bf16"), (False, "fp32")):
+        expected = separate(model, mixture, rate, chunk_seconds=0.5, context_seconds=0.25, amp=amp)
+        for source, stem in zip(SOURCES, expected):
+            torch.testing.assert_close(read_audio(tmp_path / folder / "my song" / f"{source}.wav")[0], stem)
+    fp32, bf16 = (read_audio(tmp_path / f / "my song" / "bass.wav")[0] for f in ("fp32", "bf16"))
+    assert 0 < (fp32 - bf16).norm() / fp32.norm() < 0.05  # rounding, not another model
+
+
 def test_cli_rejects_a_corrupt_checkpoint_without_traceback_or_output(tmp_path, song):
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"not a checkpoint at all" * 10)

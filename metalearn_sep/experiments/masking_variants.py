@@ -1,0 +1,99 @@
+"""Chapter 03's experiment: dedicated, shared, generated, independent or FiLM-modulated masking networks.
+
+Five ways to give each instrument its extractor, at the chapter's cpu widths (N 64, B 64,
+H 128, X 6, R 2; 8 kHz, hop 20): four dedicated Conv-TasNets (one per stem), one
+Conv-TasNet with four outputs, and one Meta-TasNet stage whose masking network is
+generated from instrument embeddings (the paper's), stored as four independent copies, or
+shared and modulated per instrument (FiLM). All train with Adam (constant rate) on the same
+pre-rendered 2 s crops and the SI-SNR loss; the Meta-TasNet stages see their input divided
+by its standard deviation, as in the original code (:class:`StageObjective`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import SOURCES
+from ..audio import unit_level
+from ..data.band import BandDataset
+from ..losses import MetaTasNetObjective
+from ..models import ConvTasNet, MetaTasNet
+from ..models.enhanced import spectrogram_statistics
+from ..train import SeparationObjective, Trainer, TrainerConfig
+from . import RunResult, score, with_mean
+
+CHAPTER = "03"
+QUESTION = "Is a generated masking network better than dedicated models, a shared one, four independent ones or FiLM?"
+VARIANTS = ("4 dedicated", "4-output", "generated", "independent", "FiLM")
+SETTINGS: dict[str, dict[str, Any]] = {
+    "cpu": {"widths": {"N": 64, "B": 64, "H": 128, "X": 6, "R": 2}, "spec_channels": 64, "steps": 400, "lr": 2e-3,
+            "batch": 8, "crops": 1024, "statistics_examples": 500, "test_songs": 8, "test_seconds": 8.0},
+    "ci": {"widths": {"N": 16, "B": 16, "H": 16, "X": 2, "R": 1}, "spec_channels": 16, "steps": 4, "lr": 5e-3,
+           "batch": 4, "crops": 16, "statistics_examples": 8, "test_songs": 2, "test_seconds": 2.0},
+}
+"""Per scale: widths, spectrogram channels, steps, Adam's rate, batch, pre-rendered crops, statistics examples, test songs."""
+RATE = 8000
+SEGMENT, SONG = 2.0, 8.0
+
+
+class StageObjective(SeparationObjective):
+    """Chapter 01's loss (negative SI-SNR) for a one-stage MetaTasNet fed as the original code feeds it.
+
+    :meth:`MetaTasNetObjective.estimate <metalearn_sep.losses.MetaTasNetObjective.estimate>`
+    divides the stage's input by its standard deviation and scales the estimates back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = MetaTasNetObjective(RATE, lambda_rec=0, lambda_dis=0, lambda_sim=0)
+
+    def estimate(self, model: nn.Module, mixture: torch.Tensor) -> torch.Tensor:
+        return self.stages.estimate(model, mixture)
+
+
+def prepare(scale: str = "cpu") -> dict[str, Any]:
+    """The pre-rendered crops, the test songs and the spectrogram statistics every Meta-TasNet stage starts from."""
+    settings = SETTINGS[scale]
+    crops = BandDataset("train", RATE, segment=SEGMENT, song_duration=SONG, size=settings["crops"])
+    mixtures, stems = (torch.cat(parts) for parts in zip(*DataLoader(crops, batch_size=32)))
+    encoder = MetaTasNet(stages=1, spec_channels=settings["spec_channels"], **settings["widths"]).stages[0].encoder
+    statistics = spectrogram_statistics(encoder, (unit_level(m) for m in mixtures[: settings["statistics_examples"]]))
+    test = BandDataset("test", RATE, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"])
+    return {"settings": settings, "train": TensorDataset(mixtures, stems), "statistics": statistics, "test": test}
+
+
+def _fit(model: nn.Module, objective: SeparationObjective, seed: int, data: dict[str, Any]) -> tuple[float, dict, dict]:
+    settings = data["settings"]
+    training = TrainerConfig(batch_size=settings["batch"], lr=settings["lr"], seed=seed)
+    history = Trainer(model, data["train"], config=training, objective=objective, device="cpu", progress=False).fit(settings["steps"])
+    return (history[-1]["seconds"], *score(model, data["test"], objective, RATE))
+
+
+def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
+    """Train ``variant`` from ``torch.manual_seed(seed)`` and score it on the test songs."""
+    if variant not in VARIANTS:
+        raise ValueError(f"Chapter 03 has no variant {variant!r}: expected one of {', '.join(VARIANTS)}.")
+    settings, widths = data["settings"], data["settings"]["widths"]
+    gains, sdr, models, seconds = {}, {}, {}, 0.0
+    if variant in ("4 dedicated", "4-output"):
+        for target in ([[i] for i in range(len(SOURCES))] if variant == "4 dedicated" else [None]):
+            torch.manual_seed(seed)
+            model = ConvTasNet(num_sources=1 if target else 4, L=40, Sc=widths["B"], **widths)
+            took, g, s = _fit(model, SeparationObjective(targets=target), seed, data)
+            seconds += took
+            gains.update(g)
+            sdr.update(s)
+            models[SOURCES[target[0]] if target else "all"] = model
+    else:
+        torch.manual_seed(seed)
+        options = {"generated": False} if variant == "independent" else {"film": True} if variant == "FiLM" else {}
+        model = MetaTasNet(stages=1, spec_channels=settings["spec_channels"], **widths, **options)
+        model.stages[0].encoder.spectrogram.set_statistics(*data["statistics"])
+        seconds, gains, sdr = _fit(model, StageObjective(), seed, data)
+        models["all"] = model
+    parameters = sum(p.numel() for m in models.values() for p in m.parameters() if p.requires_grad)
+    return RunResult(with_mean(gains), with_mean(sdr), settings["steps"], seconds, models, {"parameters": parameters})
