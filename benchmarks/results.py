@@ -38,17 +38,18 @@ from metalearn_sep.experiments.summary import RESULTS_DIR, read_runs, run_path, 
 
 SEEDS = (0, 1, 2)
 STEP_SECONDS: dict[tuple[str, str], tuple[float, float]] = {
-    ("01", "4-output"): (0.156, 2.5), ("01", "4 dedicated"): (0.125, 0.9),
-    ("02", "plain"): (0.194, 1.0), ("02", "multi"): (0.230, 1.0), ("02", "multi+spec"): (0.241, 1.7),
-    ("02", "capacity control"): (0.376, 1.6),
-    ("03", "4 dedicated"): (0.168, 0.9), ("03", "4-output"): (0.189, 1.0), ("03", "generated"): (0.776, 2.2),
-    ("03", "independent"): (0.865, 2.1), ("03", "FiLM"): (1.000, 2.5),
-    ("04", "1 stage"): (0.094, 3.2), ("04", "2 stages"): (0.213, 4.9), ("04", "3 stages"): (0.395, 7.3),
-    ("05", "none"): (0.112, 1.2), ("05", "rec only"): (0.109, 1.2), ("05", "dis only"): (0.118, 1.2),
-    ("05", "sim only"): (0.117, 1.2), ("05", "all three"): (0.123, 1.2),
+    ("01", "4-output"): (0.159, 2.6), ("01", "4 dedicated"): (0.134, 1.0),
+    ("02", "plain"): (0.235, 1.0), ("02", "multi"): (0.264, 1.2), ("02", "multi+spec"): (0.263, 1.8),
+    ("02", "capacity control"): (0.411, 1.8),
+    ("03", "4 dedicated"): (0.251, 1.4), ("03", "4-output"): (0.264, 1.4), ("03", "generated"): (1.057, 2.6),
+    ("03", "independent"): (1.339, 3.1), ("03", "FiLM"): (1.291, 2.6),
+    ("04", "1 stage"): (0.100, 3.5), ("04", "2 stages"): (0.238, 5.9), ("04", "3 stages"): (0.427, 7.9),
+    ("05", "none"): (0.121, 1.7), ("05", "rec only"): (0.128, 1.4), ("05", "dis only"): (0.143, 1.3),
+    ("05", "sim only"): (0.124, 1.3), ("05", "all three"): (0.138, 1.5),
 }
 """``(training seconds per step, scoring seconds)`` of one model of each ``(chapter, variant)``, measured on 2
-cores over 10 steps (``benchmarks/RESULTS.md``, table ``results``): the estimate before any run is recorded."""
+cores over 10 steps (``--time-steps 10``; ``benchmarks/RESULTS.md``, table ``results``): the estimate before any run
+of the variant is recorded."""
 PREPARE_SECONDS = 25.0
 """Seconds to render a chapter's shared crops and test songs (measured 8-21 s)."""
 

@@ -15,6 +15,12 @@ chapter       module                                  variants
 05            :mod:`.objective_terms`                 none, rec only, dis only, sim only, all three
 ============  ======================================  =========================================
 
+The ``cpu`` scale uses each notebook's cpu-profile sizes, with fewer steps where the whole
+sweep (3 seeds of every variant) would not fit in 3 hours on 2 CPU cores: chapter 02 trains 500
+steps (its notebook 600), chapter 03 300 (600) and chapter 04 600 (1000); chapters 01 (760) and
+05 (500) keep theirs. ``python benchmarks/results.py --estimate`` gives 174 min from the step
+times measured with ``--time-steps 10``. The ``ci`` scale is for the tests only.
+
 Every module exposes ``CHAPTER``, ``QUESTION``, ``VARIANTS``, ``SETTINGS`` (the sizes and
 budget), ``prepare() -> data`` (what every variant shares: rendered crops, test songs,
 spectrogram statistics; seed-independent) and ``run(variant, seed, data) ->``

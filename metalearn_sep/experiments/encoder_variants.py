@@ -26,7 +26,7 @@ QUESTION = "Does Meta-TasNet's enhanced encoder (three kernel lengths + a spectr
 VARIANTS = ("plain", "multi", "multi+spec", "capacity control")
 SETTINGS: dict[str, dict[str, Any]] = {
     "cpu": {"sizes": {"N": 128, "B": 64, "H": 128, "Sc": 64, "X": 6, "R": 2, "spec_channels": 128},
-            "steps": 600, "lr": 2e-3, "batch": 8, "crops": 1024, "test_songs": 8, "test_seconds": 8.0},
+            "steps": 500, "lr": 2e-3, "batch": 8, "crops": 1024, "test_songs": 8, "test_seconds": 8.0},
     "ci": {"sizes": {"N": 32, "B": 16, "H": 32, "Sc": 16, "X": 2, "R": 1, "spec_channels": 32},
            "steps": 4, "lr": 3e-3, "batch": 4, "crops": 16, "test_songs": 2, "test_seconds": 2.0},
 }

@@ -30,7 +30,7 @@ CHAPTER = "03"
 QUESTION = "Is a generated masking network better than dedicated models, a shared one, four independent ones or FiLM?"
 VARIANTS = ("4 dedicated", "4-output", "generated", "independent", "FiLM")
 SETTINGS: dict[str, dict[str, Any]] = {
-    "cpu": {"widths": {"N": 64, "B": 64, "H": 128, "X": 6, "R": 2}, "spec_channels": 64, "steps": 400, "lr": 2e-3,
+    "cpu": {"widths": {"N": 64, "B": 64, "H": 128, "X": 6, "R": 2}, "spec_channels": 64, "steps": 300, "lr": 2e-3,
             "batch": 8, "crops": 1024, "statistics_examples": 500, "test_songs": 8, "test_seconds": 8.0},
     "ci": {"widths": {"N": 16, "B": 16, "H": 16, "X": 2, "R": 1}, "spec_channels": 16, "steps": 4, "lr": 5e-3,
            "batch": 4, "crops": 16, "statistics_examples": 8, "test_songs": 2, "test_seconds": 2.0},

@@ -29,7 +29,7 @@ CHAPTER = "04"
 QUESTION = "Do two or three stages (8, 16, 32 kHz) separate better than one?"
 VARIANTS = ("1 stage", "2 stages", "3 stages")
 SETTINGS: dict[str, dict[str, Any]] = {
-    "cpu": {"size": {"N": 64, "B": 64, "H": 64, "X": 4, "R": 2, "spec_channels": 32}, "segment": 1.0, "steps": 800,
+    "cpu": {"size": {"N": 64, "B": 64, "H": 64, "X": 4, "R": 2, "spec_channels": 32}, "segment": 1.0, "steps": 600,
             "lr": 5e-3, "batch": 4, "crops": 1024, "statistics_examples": 64, "test_songs": 8, "test_seconds": 8.0},
     "ci": {"size": {"N": 16, "B": 16, "H": 16, "X": 2, "R": 1, "spec_channels": 16}, "segment": 0.5, "steps": 4,
            "lr": 5e-3, "batch": 2, "crops": 8, "statistics_examples": 8, "test_songs": 2, "test_seconds": 1.0},
