@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--layout", choices=("auto", "stems", "hq"), default=None,
                     help="MUSDB18: stems (.stem.mp4), hq (MUSDB18-HQ wav folders) or auto (default: detected)")
     sep.add_argument("song", type=Path, help="audio file (wav, flac, ogg, ...), mono or stereo, any rate")
-    sep.add_argument("--checkpoint", type=Path, required=True, help="a course checkpoint or the original repository's released one")
+    sep.add_argument("--checkpoint", type=Path, default=None,
+                     help="a course checkpoint or the original repository's released one (default: the course's "
+                          "shipped separator, assets/checkpoints/meta-tasnet-cpu.pt)")
     sep.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     sep.add_argument("--chunk-seconds", type=float, default=None, metavar="S", help="core length of one window (default 18)")
     sep.add_argument("--context-seconds", type=float, default=None, metavar="S", help="context on each side of a window (default 2; the original code used 8)")
@@ -212,9 +214,15 @@ def _amp(args: argparse.Namespace) -> bool | None:
 
 
 def _separate(args: argparse.Namespace) -> int:
+    from .pretrained import DEFAULT_SEPARATOR, read_manifest, verified_path
     from .streaming import separate_file
 
-    paths = separate_file(args.song, args.checkpoint, args.out, args.chunk_seconds, args.context_seconds,
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = verified_path(DEFAULT_SEPARATOR)
+        about = read_manifest()[DEFAULT_SEPARATOR].get("about", "")
+        print(f"No --checkpoint: using the course's default separator {DEFAULT_SEPARATOR} ({checkpoint}){': ' + about if about else ''}")
+    paths = separate_file(args.song, checkpoint, args.out, args.chunk_seconds, args.context_seconds,
                           device=args.device, protocol=args.protocol, amp=_amp(args))
     print(f"Wrote {', '.join(p.name for p in paths)} to {paths[0].parent}")
     return 0

@@ -4,6 +4,7 @@
 and prints one short block of versions, so a student's bug report says everything.
 The ``check_*`` helpers compare a student's answer with the package's and say
 precisely what differs (shape, dtype, which value), never just "wrong".
+``course.pretrained(name)`` loads one of the course's shipped models (:mod:`metalearn_sep.pretrained`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import torch
 
 from . import __version__
 from .config import MUSDB_ENV, CourseConfig, default_device, resolve_profile
+from .pretrained import pretrained
+
+__all__ = ["check_close", "pretrained", "seed_everything", "setup"]
 
 
 def seed_everything(seed: int) -> None:

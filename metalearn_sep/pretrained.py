@@ -1,0 +1,105 @@
+"""The course's own trained models: ``assets/checkpoints/``, each verified against its manifest before loading.
+
+``assets/checkpoints/MANIFEST.json`` maps a name to its file and what it is::
+
+    {"meta-tasnet-cpu": {"file": "meta-tasnet-cpu.pt", "sha256": "...", "bytes": 5460123,
+                         "dtype": "float16", "model_class": "MetaTasNet", "source": "...",
+                         "commit": "...", "scores": {...}, "margin_db": 8.1, ...}, ...}
+
+A file holds the weights only (:func:`~metalearn_sep.checkpoint.model_state`: class,
+configuration, state dict; no optimiser), in float16 where the manifest says so: the
+manifest's ``fp16_change_db`` records how much the rounding moved the held-out SI-SDR
+improvement. :func:`pretrained` checks the file's size and SHA-256 against the manifest
+first, so a truncated download or an edited file is refused in one sentence instead of
+loading wrong weights. :func:`ship` writes a model and its manifest entry (atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .atomic import atomic_write_text
+from .checkpoint import load_model, model_state, save_checkpoint
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
+"""The repository's ``assets/checkpoints/`` folder."""
+
+MANIFEST = "MANIFEST.json"
+DEFAULT_SEPARATOR = "meta-tasnet-cpu"
+"""The model ``python -m metalearn_sep separate`` uses without ``--checkpoint``: chapter 05's recipe, trained on a CPU."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _root(root: str | os.PathLike | None) -> Path:
+    return Path(root) if root is not None else ASSETS
+
+
+def read_manifest(root: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """``root/MANIFEST.json`` (default :data:`ASSETS`) as a dict, empty when the file does not exist; a file that is not one is a ValueError."""
+    path = _root(root) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore it with git or run make checkpoints.") from None
+    if not isinstance(manifest, dict) or not all(isinstance(v, dict) and "file" in v and "sha256" in v for v in manifest.values()):
+        raise ValueError(f"{path} is not a checkpoint manifest (each entry needs a file and a sha256).")
+    return manifest
+
+
+def verified_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The file of shipped model ``name``, after checking its size and SHA-256 against the manifest."""
+    manifest = read_manifest(root)
+    if name not in manifest:
+        known = ", ".join(sorted(manifest)) or "none (run make checkpoints)"
+        raise ValueError(f"No shipped model is called {name!r}; the course ships: {known}.")
+    entry = manifest[name]
+    path = _root(root) / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"The shipped model {name!r} is missing: {path} does not exist (git checkout it or run make checkpoints).")
+    if path.stat().st_size != entry.get("bytes", path.stat().st_size) or file_sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path} does not match its SHA-256 in {MANIFEST}: the file is corrupt or was changed, "
+                         f"so it was not loaded (git checkout it or run make checkpoints).")
+    return path
+
+
+def pretrained(name: str = DEFAULT_SEPARATOR, root: str | os.PathLike | None = None) -> nn.Module:
+    """The shipped model ``name`` (see ``MANIFEST.json``), verified, in float32 and eval mode on the CPU."""
+    model, _ = load_model(verified_path(name, root))
+    return model.float().eval()
+
+
+def ship(model: nn.Module, name: str, root: str | os.PathLike | None = None, *, half: bool = False, **facts: Any) -> dict[str, Any]:
+    """Write ``model``'s weights to ``root/<name>.pt`` (float16 when ``half``) and its manifest entry; returns the entry.
+
+    ``facts`` (JSON-serialisable: source, commit, scores, ...) go into the entry beside the
+    file's name, size, SHA-256 and dtype. The file and the manifest are each written atomically.
+    """
+    root = _root(root)
+    root.mkdir(parents=True, exist_ok=True)
+    state = model_state(model)
+    if half:
+        state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    path = save_checkpoint(state, root / f"{name}.pt")
+    entry = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+             "dtype": str(torch.float16 if half else torch.float32).removeprefix("torch."),
+             "model_class": state["model_class"], **facts}
+    manifest = {**read_manifest(root), name: entry}
+    atomic_write_text(root / MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
+    return entry
