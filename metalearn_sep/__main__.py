@@ -175,33 +175,21 @@ def _evaluate_musdb(args: argparse.Namespace, root: str) -> int:
 
 
 def _evaluate_band(args: argparse.Namespace) -> int:
-    import warnings
-
     import numpy as np
 
     from . import SOURCES
     from .checkpoint import load_model
-    from .data.band import BandDataset
-    from .metrics import framewise_sdr, si_sdr_improvement, sisec_aggregate
-    from .progress import progress_bar
-    from .separate import separate
+    from .evaluate import band_scores
 
     model, recipe = load_model(args.checkpoint)
     data = (recipe or {}).get("data", {})
     rate = data.get("sample_rate") or model.sample_rates[-1]
     stereo = bool(data.get("stereo", False))
-    songs = BandDataset("test", rate, segment=None, song_duration=args.seconds, size=args.songs or 8, stereo=stereo)
+    songs = args.songs or 8
+    gain, sdr = band_scores(model, rate, stereo, songs, args.seconds, device=args.device, amp=_amp(args), protocol=args.protocol)
+    means = np.nanmean(gain), np.nanmean(sdr)
     what = f"the synthetic band's test songs ({args.seconds:g} s at {rate} Hz, {'stereo' if stereo else 'mono'})"
-    gains, sdrs = [], []
-    for mixture, stems in progress_bar(songs, desc="evaluating", unit="song", leave=False):
-        estimates = separate(model, mixture, rate, device=args.device, amp=_amp(args), protocol=args.protocol)
-        gains.append(si_sdr_improvement(estimates[None], stems[None], mixture[None])[0].double().numpy())  # (4,)
-        sdrs.append(framewise_sdr(estimates, stems, rate))  # (4, frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN for a source silent in every song
-        gain, sdr = np.nanmean(np.stack(gains), axis=0), sisec_aggregate(sdrs)
-        means = np.nanmean(gain), np.nanmean(sdr)
-    print(f"{args.checkpoint} on {what}, {len(songs)} song{'s' * (len(songs) != 1)}:")
+    print(f"{args.checkpoint} on {what}, {songs} song{'s' * (songs != 1)}:")
     print(f"{'source':<8s}{'SI-SDRi (dB)':>14s}{'SDR (dB)':>10s}")
     for name, g, d in zip((*SOURCES, "mean"), (*gain, means[0]), (*sdr, means[1])):
         print(f"{name:<8s}{g:>14.2f}{d:>10.2f}")

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from .data.musdb import SPLITS, MusdbDataset
 from .evaluate_report import write_report
 from .metrics import framewise_sdr
 from .progress import progress_bar
+from .models.separator import Separator
 from .separate import PROTOCOLS, separate
 
 RATE = 44100
@@ -162,6 +164,28 @@ def evaluate_musdb(
     title = f"{name} on MUSDB18 {split} ({layout_name(data.is_wav)}), {count} track{'s' * (count != 1)}"
     files, summary = write_report(out_dir, result, title, fast)
     return Evaluation(out_dir, result, [chosen[i].name for i in todo], files, summary)
+
+
+def band_scores(model: Separator, rate: int, stereo: bool, songs: int = 8, seconds: float = 8.0,
+                device: str | None = None, amp: bool | None = None, protocol: str = "course") -> tuple[np.ndarray, np.ndarray]:
+    """``(SI-SDR improvement, SDR)`` per source, shape ``(4,)`` each, on the synthetic band's test songs.
+
+    Each of ``songs`` test songs of ``seconds`` at ``rate`` (stereo or mono) is separated whole by
+    :func:`~metalearn_sep.separate.separate`; the SI-SDR improvement is averaged over songs and
+    the SDR aggregated as SiSEC does (median over 1 s frames, then over songs). NaN for a source
+    silent in every song. What ``python -m metalearn_sep evaluate`` prints without MUSDB18.
+    """
+    from .data.band import BandDataset
+    from .metrics import si_sdr_improvement
+
+    gains, sdrs = [], []
+    for mixture, stems in BandDataset("test", rate, segment=None, song_duration=seconds, size=songs, stereo=stereo):
+        estimates = separate(model, mixture, rate, device=device, amp=amp, protocol=protocol)
+        gains.append(si_sdr_improvement(estimates[None], stems[None], mixture[None])[0].double().numpy())  # (4,)
+        sdrs.append(framewise_sdr(estimates, stems, rate))  # (4, frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN for a source silent in every song
+        return np.nanmean(np.stack(gains), axis=0), sisec.sisec_aggregate(sdrs)
 
 
 def layout_name(is_wav: bool) -> str:

@@ -22,7 +22,8 @@ steps (its notebook 600), chapter 03 300 (600) and chapter 04 600 (1000); chapte
 times measured with ``--time-steps 10``. The ``ci`` scale is for the tests only.
 
 Every module exposes ``CHAPTER``, ``QUESTION``, ``VARIANTS``, ``SETTINGS`` (the sizes and
-budget), ``prepare() -> data`` (what every variant shares: rendered crops, test songs,
+budget), ``objective(variant)`` (how the variant's model estimates: what it is scored with),
+``prepare() -> data`` (what every variant shares: rendered crops, test songs,
 spectrogram statistics; seed-independent) and ``run(variant, seed, data) ->``
 :class:`RunResult`. Some modules add ``reference_rows(data)``: seed-independent rows
 (oracles) printed under the table.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -42,7 +44,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import SOURCES
+from ..data.band import BandDataset
 from ..metrics import framewise_sdr
+from ..rescale import least_squares_gains
 from ..sisec import sisec_aggregate
 from ..train import SeparationObjective, evaluate
 
@@ -93,27 +97,56 @@ def with_mean(per_source: dict[str, float]) -> dict[str, float]:
         return {**ordered, "mean": float(np.nanmean(list(ordered.values())))}
 
 
-@torch.no_grad()
-def held_out_sdr(model: nn.Module, test: Dataset, objective: SeparationObjective, sample_rate: int) -> dict[str, float]:
-    """SDR per target source on ``test`` (songs ``(C, T)`` with stems ``(4, C, T)``), as SiSEC aggregates it.
+Part = tuple[nn.Module, SeparationObjective]
+"""A trained model and the objective that says how it estimates and which sources (its ``targets``)."""
 
-    Each song is estimated by ``objective.estimate`` and scored by
-    :func:`~metalearn_sep.metrics.framewise_sdr` in 1 s frames.
+
+@torch.no_grad()
+def held_out_sdr(parts: Sequence[Part], test: Dataset, sample_rate: int) -> dict[str, float]:
+    """SDR per source on ``test`` (songs ``(C, T)`` with stems ``(4, C, T)``), as SiSEC aggregates it.
+
+    For each song, every part's estimates (``objective.estimate``) are stacked in its targets'
+    order; when they cover all four sources they are rescaled by least squares against the
+    mixture, as :func:`~metalearn_sep.separate.separate` does (the SI-SNR loss leaves each
+    estimate's scale free, and SDR is not scale-invariant). Then
+    :func:`~metalearn_sep.metrics.framewise_sdr` in 1 s frames and the SiSEC median of medians.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    targets = [t for _, objective in parts for t in objective.targets]
+    states = [model.training for model, _ in parts]
     songs = []
+    for model, _ in parts:
+        model.eval()
     for index in range(len(test)):
         mixture, stems = test[index]
-        estimates = objective.estimate(model, mixture[None].to(device))[0].float().cpu()  # (targets, C, T)
-        songs.append(framewise_sdr(estimates, stems[objective.targets], sample_rate))
-    model.train(was_training)
-    return dict(zip((SOURCES[t] for t in objective.targets), sisec_aggregate(songs).tolist()))
+        estimates = torch.cat([objective.estimate(model, mixture[None].to(next(model.parameters()).device))[0].float().cpu()
+                               for model, objective in parts])  # (targets, C, T)
+        if sorted(targets) == list(range(len(SOURCES))):
+            estimates = estimates * least_squares_gains(estimates, mixture.float())[..., None].float()
+        songs.append(framewise_sdr(estimates, stems[targets], sample_rate))
+    for (model, _), training in zip(parts, states):
+        model.train(training)
+    return dict(zip((SOURCES[t] for t in targets), sisec_aggregate(songs).tolist()))
 
 
-def score(model: nn.Module, test: Dataset, objective: SeparationObjective, sample_rate: int) -> tuple[dict[str, float], dict[str, float]]:
-    """``(SI-SDR improvement, SDR)`` per target source of ``model`` on ``test`` (no mean added)."""
-    gains = evaluate(model, test, objective)
-    gains.pop("mean")
-    return gains, held_out_sdr(model, test, objective, sample_rate)
+def test_songs(settings: dict[str, Any], sample_rate: int) -> BandDataset:
+    """The held-out songs of a chapter's ``settings`` (``test_songs`` mono songs of ``test_seconds`` at ``sample_rate``)."""
+    return BandDataset("test", sample_rate, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"])
+
+
+def rescore(number: str, variant: str, model: nn.Module, scale: str = "cpu") -> tuple[dict[str, float], dict[str, float]]:
+    """``(SI-SDR improvement, SDR)`` per source and mean of a trained single-model ``variant`` of chapter ``number``.
+
+    The same songs and estimate as the run that trained it: how a shipped model is checked.
+    """
+    module = chapter(number)
+    return score([(model, module.objective(variant))], test_songs(module.SETTINGS[scale], module.RATE), module.RATE)
+
+
+def score(parts: Sequence[Part], test: Dataset, sample_rate: int) -> tuple[dict[str, float], dict[str, float]]:
+    """``(SI-SDR improvement, SDR)`` per source, with their means, of the models in ``parts`` together on ``test``."""
+    gains = {}
+    for model, objective in parts:
+        scores = evaluate(model, test, objective)
+        scores.pop("mean")
+        gains.update(scores)
+    return with_mean(gains), with_mean(held_out_sdr(parts, test, sample_rate))

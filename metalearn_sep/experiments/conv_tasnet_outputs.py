@@ -17,7 +17,7 @@ from .. import SOURCES, config
 from ..data.band import BandDataset
 from ..models import ConvTasNet
 from ..train import SeparationObjective, Trainer, TrainerConfig
-from . import RunResult, score, with_mean
+from . import RunResult, score, test_songs
 
 CHAPTER = "01"
 QUESTION = "Does one Conv-TasNet with four outputs separate as well as four dedicated ones?"
@@ -39,8 +39,13 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
         "sizes": config.CONV_TASNET_SIZES[settings["profile"]],
         "recipe": config.CONV_TASNET_TRAINING[settings["profile"]],
         "train": BandDataset("train", RATE, segment=profile.segment_seconds, song_duration=profile.song_seconds),
-        "test": BandDataset("test", RATE, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"]),
+        "test": test_songs(settings, RATE),
     }
+
+
+def objective(variant: str) -> SeparationObjective:
+    """The 4-output model's objective (negative SI-SNR over the four sources); dedicated models have one target each."""
+    return SeparationObjective()
 
 
 def _train(model: ConvTasNet, objective: SeparationObjective, seed: int, data: dict[str, Any]) -> float:
@@ -53,15 +58,14 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     """Train ``variant`` from ``torch.manual_seed(seed)`` and score it on the test songs."""
     if variant not in VARIANTS:
         raise ValueError(f"Chapter 01 has no variant {variant!r}: expected one of {', '.join(VARIANTS)}.")
-    gains, sdr, models, seconds = {}, {}, {}, 0.0
+    parts, models, seconds = [], {}, 0.0
     targets = [None] if variant == "4-output" else [[i] for i in range(len(SOURCES))]
     for target in targets:
         torch.manual_seed(seed)
         model = ConvTasNet(num_sources=4 if target is None else 1, **data["sizes"])
-        objective = SeparationObjective(targets=target)
-        seconds += _train(model, objective, seed, data)
-        g, s = score(model, data["test"], objective, RATE)
-        gains.update(g)
-        sdr.update(s)
+        loss = SeparationObjective(targets=target)
+        seconds += _train(model, loss, seed, data)
+        parts.append((model, loss))
         models["all" if target is None else SOURCES[target[0]]] = model
-    return RunResult(with_mean(gains), with_mean(sdr), data["settings"]["steps"], seconds, models)
+    gains, sdr = score(parts, data["test"], RATE)
+    return RunResult(gains, sdr, data["settings"]["steps"], seconds, models)

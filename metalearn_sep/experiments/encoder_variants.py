@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..data.band import BandDataset
 from ..models.encoder_ablation import EncoderSeparator
 from ..train import SeparationObjective, Trainer, TrainerConfig
-from . import RunResult, score, with_mean
+from . import RunResult, score, test_songs
 
 CHAPTER = "02"
 QUESTION = "Does Meta-TasNet's enhanced encoder (three kernel lengths + a spectrogram branch) help, beyond its extra parameters?"
@@ -40,8 +40,13 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     settings = SETTINGS[scale]
     crops = BandDataset("train", RATE, segment=SEGMENT, song_duration=SONG, size=settings["crops"])
     mixtures, stems = (torch.cat(parts) for parts in zip(*DataLoader(crops, batch_size=32)))
-    test = BandDataset("test", RATE, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"])
+    test = test_songs(settings, RATE)
     return {"settings": settings, "train": TensorDataset(mixtures, stems), "mixtures": mixtures, "test": test}
+
+
+def objective(variant: str) -> SeparationObjective:
+    """Every variant's objective: negative SI-SNR over the four sources."""
+    return SeparationObjective()
 
 
 def build(variant: str, seed: int, settings: dict[str, Any]) -> EncoderSeparator:
@@ -62,7 +67,7 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
         model.set_spectrogram_statistics(data["mixtures"].split(256))
     training = TrainerConfig(batch_size=settings["batch"], lr=settings["lr"], seed=seed)
     history = Trainer(model, data["train"], config=training, device="cpu", progress=False).fit(settings["steps"])
-    gains, sdr = score(model, data["test"], SeparationObjective(), RATE)
+    gains, sdr = score([(model, objective(variant))], data["test"], RATE)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return RunResult(with_mean(gains), with_mean(sdr), settings["steps"], history[-1]["seconds"], {"all": model},
+    return RunResult(gains, sdr, settings["steps"], history[-1]["seconds"], {"all": model},
                      {"parameters": parameters})

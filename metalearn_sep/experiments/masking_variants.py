@@ -24,7 +24,7 @@ from ..losses import MetaTasNetObjective
 from ..models import ConvTasNet, MetaTasNet
 from ..models.enhanced import spectrogram_statistics
 from ..train import SeparationObjective, Trainer, TrainerConfig
-from . import RunResult, score, with_mean
+from . import RunResult, score, test_songs
 
 CHAPTER = "03"
 QUESTION = "Is a generated masking network better than dedicated models, a shared one, four independent ones or FiLM?"
@@ -55,6 +55,11 @@ class StageObjective(SeparationObjective):
         return self.stages.estimate(model, mixture)
 
 
+def objective(variant: str) -> SeparationObjective:
+    """The Meta-TasNet stages' :class:`StageObjective`, the Conv-TasNets' SI-SNR (4 outputs; dedicated: one target each)."""
+    return SeparationObjective() if variant in ("4 dedicated", "4-output") else StageObjective()
+
+
 def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered crops, the test songs and the spectrogram statistics every Meta-TasNet stage starts from."""
     settings = SETTINGS[scale]
@@ -62,15 +67,15 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     mixtures, stems = (torch.cat(parts) for parts in zip(*DataLoader(crops, batch_size=32)))
     encoder = MetaTasNet(stages=1, spec_channels=settings["spec_channels"], **settings["widths"]).stages[0].encoder
     statistics = spectrogram_statistics(encoder, (unit_level(m) for m in mixtures[: settings["statistics_examples"]]))
-    test = BandDataset("test", RATE, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"])
+    test = test_songs(settings, RATE)
     return {"settings": settings, "train": TensorDataset(mixtures, stems), "statistics": statistics, "test": test}
 
 
-def _fit(model: nn.Module, objective: SeparationObjective, seed: int, data: dict[str, Any]) -> tuple[float, dict, dict]:
+def _fit(model: nn.Module, loss: SeparationObjective, seed: int, data: dict[str, Any]) -> float:
+    """Train ``model`` on the shared crops; returns the training seconds."""
     settings = data["settings"]
     training = TrainerConfig(batch_size=settings["batch"], lr=settings["lr"], seed=seed)
-    history = Trainer(model, data["train"], config=training, objective=objective, device="cpu", progress=False).fit(settings["steps"])
-    return (history[-1]["seconds"], *score(model, data["test"], objective, RATE))
+    return Trainer(model, data["train"], config=training, objective=loss, device="cpu", progress=False).fit(settings["steps"])[-1]["seconds"]
 
 
 def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
@@ -78,22 +83,23 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     if variant not in VARIANTS:
         raise ValueError(f"Chapter 03 has no variant {variant!r}: expected one of {', '.join(VARIANTS)}.")
     settings, widths = data["settings"], data["settings"]["widths"]
-    gains, sdr, models, seconds = {}, {}, {}, 0.0
+    parts, models, seconds = [], {}, 0.0
     if variant in ("4 dedicated", "4-output"):
         for target in ([[i] for i in range(len(SOURCES))] if variant == "4 dedicated" else [None]):
             torch.manual_seed(seed)
             model = ConvTasNet(num_sources=1 if target else 4, L=40, Sc=widths["B"], **widths)
-            took, g, s = _fit(model, SeparationObjective(targets=target), seed, data)
-            seconds += took
-            gains.update(g)
-            sdr.update(s)
+            loss = SeparationObjective(targets=target)
+            seconds += _fit(model, loss, seed, data)
+            parts.append((model, loss))
             models[SOURCES[target[0]] if target else "all"] = model
     else:
         torch.manual_seed(seed)
         options = {"generated": False} if variant == "independent" else {"film": True} if variant == "FiLM" else {}
         model = MetaTasNet(stages=1, spec_channels=settings["spec_channels"], **widths, **options)
         model.stages[0].encoder.spectrogram.set_statistics(*data["statistics"])
-        seconds, gains, sdr = _fit(model, StageObjective(), seed, data)
+        seconds = _fit(model, objective(variant), seed, data)
+        parts.append((model, objective(variant)))
         models["all"] = model
+    gains, sdr = score(parts, data["test"], RATE)
     parameters = sum(p.numel() for m in models.values() for p in m.parameters() if p.requires_grad)
-    return RunResult(with_mean(gains), with_mean(sdr), settings["steps"], seconds, models, {"parameters": parameters})
+    return RunResult(gains, sdr, settings["steps"], seconds, models, {"parameters": parameters})

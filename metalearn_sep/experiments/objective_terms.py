@@ -20,7 +20,7 @@ from ..losses import MetaTasNetObjective
 from ..models import MetaTasNet
 from ..models.enhanced import spectrogram_statistics
 from ..train import Trainer, TrainerConfig
-from . import RunResult, score, with_mean
+from . import RunResult, score, test_songs
 
 CHAPTER = "05"
 QUESTION = "Do the auxiliary losses (reconstruction, dissimilarity, similarity) improve separation?"
@@ -44,6 +44,11 @@ RATE = 8000
 SONG = 8.0
 
 
+def objective(variant: str) -> MetaTasNetObjective:
+    """The variant's objective: the stage's SI-SNR loss plus the auxiliary terms weighted by :data:`TERMS`."""
+    return MetaTasNetObjective(data_rate=RATE, **TERMS[variant])
+
+
 def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered stereo crops, the spectrogram statistics (of augmented crops) and the test songs."""
     settings = SETTINGS[scale]
@@ -53,7 +58,7 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     encoder = MetaTasNet(stages=1, **settings["size"]).stages[0].encoder
     augmented = AugmentedDataset(pool)
     statistics = spectrogram_statistics(encoder, (unit_level(augmented[i][0]) for i in range(settings["statistics_examples"])))
-    test = BandDataset("test", RATE, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"])
+    test = test_songs(settings, RATE)
     return {"settings": settings, "train": pool, "statistics": statistics, "test": test}
 
 
@@ -65,11 +70,11 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     torch.manual_seed(seed)
     model = MetaTasNet(stages=1, **settings["size"])
     model.stages[0].encoder.spectrogram.set_statistics(*data["statistics"])
-    objective = MetaTasNetObjective(data_rate=RATE, **TERMS[variant])
+    loss = objective(variant)
     training = TrainerConfig(batch_size=settings["batch"], optimizer="ranger", lr=settings["lr"], weight_decay=5e-4,
                              schedule="sgdr", schedule_period=settings["steps"] // 2, schedule_decay=0.85, clip_grad=5.0, seed=seed)
-    trainer = Trainer(model, AugmentedDataset(data["train"], seed=seed), config=training, objective=objective,
+    trainer = Trainer(model, AugmentedDataset(data["train"], seed=seed), config=training, objective=loss,
                       device="cpu", progress=False)
     history = trainer.fit(settings["steps"])
-    gains, sdr = score(model, data["test"], objective, RATE)
-    return RunResult(with_mean(gains), with_mean(sdr), settings["steps"], history[-1]["seconds"], {"all": model})
+    gains, sdr = score([(model, loss)], data["test"], RATE)
+    return RunResult(gains, sdr, settings["steps"], history[-1]["seconds"], {"all": model})

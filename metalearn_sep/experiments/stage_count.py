@@ -23,7 +23,7 @@ from ..metrics import si_sdr_improvement
 from ..models import MetaTasNet
 from ..recipe import measure_statistics
 from ..train import Trainer, TrainerConfig
-from . import RunResult, score, with_mean
+from . import RunResult, score, test_songs, with_mean
 
 CHAPTER = "04"
 QUESTION = "Do two or three stages (8, 16, 32 kHz) separate better than one?"
@@ -38,15 +38,18 @@ SETTINGS: dict[str, dict[str, Any]] = {
 RATE = 32_000
 
 
+def objective(variant: str) -> MetaTasNetObjective:
+    """Every variant's objective: the sum of the stages' SI-SNR losses, no auxiliary terms; estimates at 32 kHz."""
+    return MetaTasNetObjective(data_rate=RATE, lambda_rec=0.0, lambda_dis=0.0, lambda_sim=0.0)
+
+
 def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered crops at 32 kHz, the test songs and the objective every variant shares."""
     settings = SETTINGS[scale]
     songs = BandDataset("train", RATE, segment=settings["segment"], song_duration=max(4.0, settings["segment"]), size=settings["crops"])
     rendered = [songs[i] for i in range(len(songs))]
     pool = TensorDataset(torch.stack([m for m, _ in rendered]), torch.stack([s for _, s in rendered]))
-    test = BandDataset("test", RATE, segment=None, song_duration=settings["test_seconds"], size=settings["test_songs"])
-    objective = MetaTasNetObjective(data_rate=RATE, lambda_rec=0.0, lambda_dis=0.0, lambda_sim=0.0)
-    return {"settings": settings, "train": pool, "test": test, "objective": objective}
+    return {"settings": settings, "train": pool, "test": test_songs(settings, RATE), "objective": objective("3 stages")}
 
 
 @torch.no_grad()
@@ -69,15 +72,15 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     """Train ``variant`` from ``torch.manual_seed(seed)`` and score its output (32 kHz) and each stage."""
     if variant not in VARIANTS:
         raise ValueError(f"Chapter 04 has no variant {variant!r}: expected one of {', '.join(VARIANTS)}.")
-    settings, objective = data["settings"], data["objective"]
+    settings, loss = data["settings"], data["objective"]
     torch.manual_seed(seed)
     model = MetaTasNet(stages=int(variant[0]), **settings["size"])
-    measure_statistics(model, objective, data["train"], examples=settings["statistics_examples"])
+    measure_statistics(model, loss, data["train"], examples=settings["statistics_examples"])
     training = TrainerConfig(batch_size=settings["batch"], lr=settings["lr"], clip_grad=5.0, seed=seed)
-    history = Trainer(model, data["train"], config=training, objective=objective, device="cpu", progress=False).fit(settings["steps"])
-    gains, sdr = score(model, data["test"], objective, RATE)
+    history = Trainer(model, data["train"], config=training, objective=loss, device="cpu", progress=False).fit(settings["steps"])
+    gains, sdr = score([(model, loss)], data["test"], RATE)
     per_stage = [dict(zip(SOURCES, row)) for row in stage_scores(model, data["test"])]
-    return RunResult(with_mean(gains), with_mean(sdr), settings["steps"], history[-1]["seconds"], {"all": model},
+    return RunResult(gains, sdr, settings["steps"], history[-1]["seconds"], {"all": model},
                      {"per_stage": per_stage})
 
 
