@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import SOURCES
 from .atomic import atomic_write_text
 from .checkpoint import load_model, model_state, save_checkpoint
 
@@ -103,3 +104,22 @@ def ship(model: nn.Module, name: str, root: str | os.PathLike | None = None, *, 
     manifest = {**read_manifest(root), name: entry}
     atomic_write_text(root / MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
     return entry
+
+
+def held_out_scores(name: str, root: str | os.PathLike | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """``(SI-SDR improvement, SDR)`` per source and mean of shipped model ``name``, scored again as its manifest says.
+
+    A chapter's model (``chapter``, ``variant``, ``scale`` in its entry) on that chapter's held-out
+    songs (:func:`metalearn_sep.experiments.rescore`); the default separator on the synthetic
+    band's test songs of its ``scoring`` entry (:func:`metalearn_sep.evaluate.band_scores`).
+    """
+    from .evaluate import band_scores
+    from .experiments import rescore, with_mean
+
+    model = pretrained(name, root)  # an unknown or corrupt model is named first
+    entry = read_manifest(root)[name]
+    if "chapter" in entry:
+        return rescore(entry["chapter"], entry["variant"], model, entry.get("scale", "cpu"))
+    scoring = entry["scoring"]
+    gains, sdr = band_scores(model, scoring["sample_rate"], scoring["stereo"], scoring["songs"], scoring["seconds"], device="cpu")
+    return with_mean(dict(zip(SOURCES, gains.tolist()))), with_mean(dict(zip(SOURCES, sdr.tolist())))
