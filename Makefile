@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test notebooks benchmarks results student lock clean-venv
+.PHONY: lab test notebooks benchmarks results checkpoints student lock clean-venv
 
 # Create .venv when missing and install the pinned dependencies plus the package (editable).
 $(STAMP): pyproject.toml requirements.lock scripts/ensure_system.sh
@@ -35,6 +35,10 @@ benchmarks: $(STAMP)
 # recorded runs; ARGS="--chapters 03 --minutes 60" does a slice).
 results: $(STAMP)
 	$(PY) benchmarks/results.py $(ARGS)
+
+# The shipped models in assets/checkpoints/ from the recorded results (about 45 min on 2 cores; prints its time).
+checkpoints: $(STAMP)
+	$(PY) scripts/make_checkpoints.py $(ARGS)
 
 # The student edition: every solution replaced by `raise NotImplementedError`.
 student: $(STAMP)

@@ -29,6 +29,7 @@ containers, so a file carrying any other object is refused before anything in it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import os
 import pickle
@@ -75,6 +76,15 @@ def model_state(model: nn.Module) -> dict[str, Any]:
         "model_config": model_config(plain),
         "model": plain.state_dict(),
     }
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

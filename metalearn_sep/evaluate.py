@@ -36,7 +36,6 @@ stems and mixture have the same length.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -51,7 +50,7 @@ import soundfile as sf
 
 from . import SOURCES, sisec
 from .atomic import atomic_write_text
-from .checkpoint import load_model
+from .checkpoint import file_sha256, load_model
 from .checks import check_int
 from .config import default_device
 from .data.musdb import SPLITS, MusdbDataset
@@ -146,7 +145,7 @@ def evaluate_musdb(
     for track in chosen:
         check_lengths(track, data.is_wav)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(checkpoint, split, fast, protocol)
-    settings = {"checkpoint_sha256": _digest(checkpoint), "split": split, "protocol": protocol,
+    settings = {"checkpoint_sha256": file_sha256(checkpoint), "split": split, "protocol": protocol,
                 "metric": "framewise_sdr" if fast else "museval", "layout": layout_name(data.is_wav),
                 "precision": {None: "auto", False: "fp32", True: "bf16"}[amp]}
     claim = _check_out(out_dir, {**settings, "checkpoint": str(checkpoint)})
@@ -257,15 +256,6 @@ def check_lengths(track, is_wav: bool) -> None:
         listed = ", ".join(f"{name} {n}" for name, n in lengths.items())
         raise ValueError(f"Track {track.name!r} has a mixture and stems of different lengths ({listed} samples); "
                          "a MUSDB18 track's files all have the same length.")
-
-
-def _digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file: which weights an output folder scores."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _check_out(out_dir: Path, manifest: dict[str, str]) -> Callable[[], None]:

@@ -16,7 +16,6 @@ loading wrong weights. :func:`ship` writes a model and its manifest entry (atomi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,7 +26,7 @@ from torch import nn
 
 from . import SOURCES
 from .atomic import atomic_write_text
-from .checkpoint import load_model, model_state, save_checkpoint
+from .checkpoint import file_sha256, load_model, model_state, save_checkpoint
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 """The repository's ``assets/checkpoints/`` folder."""
@@ -35,15 +34,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
 MANIFEST = "MANIFEST.json"
 DEFAULT_SEPARATOR = "meta-tasnet-cpu"
 """The model ``python -m metalearn_sep separate`` uses without ``--checkpoint``: chapter 05's recipe, trained on a CPU."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _root(root: str | os.PathLike | None) -> Path:

@@ -12,7 +12,8 @@ import metalearn_sep.pretrained as shipped
 from metalearn_sep import SOURCES, course
 from metalearn_sep.__main__ import main
 from metalearn_sep.audio import read_audio, write_audio
-from metalearn_sep.pretrained import MANIFEST, file_sha256, pretrained, read_manifest, ship, verified_path
+from metalearn_sep.checkpoint import file_sha256
+from metalearn_sep.pretrained import MANIFEST, pretrained, read_manifest, ship, verified_path
 from tiny_models import noise, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
