@@ -459,3 +459,10 @@ def test_fourier_start_rejects_an_odd_number_of_filters_and_unknown_windows():
         fourier_start_(ConvTasNet(N=33, L=16, B=8, H=16, Sc=8, X=2, R=1))
     with pytest.raises(ValueError, match="Unknown window 'hamming'"):
         fourier_start_(ConvTasNet(N=32, L=16, B=8, H=16, Sc=8, X=2, R=1), window="hamming")
+
+
+def test_a_one_source_softmax_mask_is_refused():
+    """A softmax across one source is 1 everywhere: such a model could only filter the mixture, never mask it."""
+    with pytest.raises(ValueError, match='A softmax across one source is 1 everywhere .* mask="sigmoid" or "relu"'):
+        ConvTasNet(num_sources=1, N=8, L=4, B=4, H=8, Sc=4, X=1, R=1, mask="softmax")
+    assert ConvTasNet(num_sources=2, N=8, L=4, B=4, H=8, Sc=4, X=1, R=1, mask="softmax").config["mask"] == "softmax"

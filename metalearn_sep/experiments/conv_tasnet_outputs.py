@@ -3,8 +3,8 @@
 The chapter's cpu models (:data:`~metalearn_sep.config.CONV_TASNET_SIZES`, Fourier start,
 softmax mask for 4 outputs) trained with :data:`~metalearn_sep.config.CONV_TASNET_TRAINING`
 (Adam 3e-3, warm-stable-decay schedule) on fresh 2 s crops at 8 kHz, scored on the 8 held-out
-songs of 8 s. A dedicated model (``num_sources=1``) is trained on its own stem with the
-same number of steps, so "4 dedicated" costs four trainings.
+songs of 8 s. A dedicated model (``num_sources=1``, sigmoid mask: :data:`DEDICATED`) is trained on
+its own stem with the same number of steps, so "4 dedicated" costs four trainings.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 """Per scale: the chapter's model sizes and recipe of that course profile, with the steps of each training."""
 RATE = 8000
+DEDICATED = {"mask": "sigmoid"}
+"""What a dedicated model changes in the chapter's sizes: a softmax across its one source would be 1 everywhere."""
 
 
 def prepare(scale: str = "cpu") -> dict[str, Any]:
@@ -62,7 +64,7 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     targets = [None] if variant == "4-output" else [[i] for i in range(len(SOURCES))]
     for target in targets:
         torch.manual_seed(seed)
-        model = ConvTasNet(num_sources=4 if target is None else 1, **data["sizes"])
+        model = ConvTasNet(num_sources=4 if target is None else 1, **data["sizes"], **({} if target is None else DEDICATED))
         loss = SeparationObjective(targets=target)
         seconds += _train(model, loss, seed, data)
         parts.append((model, loss))

@@ -287,6 +287,9 @@ class MaskNetwork(nn.Module):
         super().__init__()
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}.")
+        if mask == "softmax" and num_sources == 1:
+            raise ValueError('A softmax across one source is 1 everywhere (the mask would pass the whole mixture): '
+                             'give a one-source model mask="sigmoid" or "relu".')
         self.num_sources = num_sources
         self.mask = mask
         self.input_norm = make_norm(norm, N)
