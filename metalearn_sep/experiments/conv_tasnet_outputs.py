@@ -64,7 +64,8 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     targets = [None] if variant == "4-output" else [[i] for i in range(len(SOURCES))]
     for target in targets:
         torch.manual_seed(seed)
-        model = ConvTasNet(num_sources=4 if target is None else 1, **data["sizes"], **({} if target is None else DEDICATED))
+        sizes = data["sizes"] if target is None else {**data["sizes"], **DEDICATED}
+        model = ConvTasNet(num_sources=4 if target is None else 1, **sizes)
         loss = SeparationObjective(targets=target)
         seconds += _train(model, loss, seed, data)
         parts.append((model, loss))
