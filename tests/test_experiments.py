@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from metalearn_sep import SOURCES
-from metalearn_sep.experiments import MODULES, chapter, with_mean
+import torch
+
+from metalearn_sep import SOURCES, config
+from metalearn_sep.data.band import BandDataset
+from metalearn_sep.experiments import MODULES, chapter, conv_tasnet_outputs, rendered_pool, with_mean
 from metalearn_sep.experiments.summary import Stat, read_runs, run_path, slug, statistics, summarize, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,3 +106,21 @@ def test_the_sweep_records_each_run_once_and_resumes(tmp_path: Path) -> None:
     assert (tmp_path / "05" / "all-three-seed1-all.pt").is_file()
     table = (tmp_path / "05.md").read_text()
     assert "| all three |" in table and "- all three vs none:" in table
+
+
+def test_a_rendered_pool_holds_the_crops_in_order() -> None:
+    crops = BandDataset("train", 8000, segment=0.5, song_duration=1.0, size=3)
+    pool = rendered_pool(crops)
+    assert len(pool) == 3
+    for index in range(3):
+        mixture, stems = crops[index]
+        assert torch.equal(pool[index][0], mixture) and torch.equal(pool[index][1], stems)
+
+
+def test_chapter_01_builds_both_variants_at_every_scale() -> None:
+    """The ci runs above use other sizes than the sweep (the cpu size has a softmax mask)."""
+    for profile in ("ci", "cpu"):
+        sizes = config.CONV_TASNET_SIZES[profile]
+        assert conv_tasnet_outputs.build(sizes).mask_network.num_sources == 4
+        dedicated = conv_tasnet_outputs.build(sizes, [2])
+        assert (dedicated.mask_network.num_sources, dedicated.config["mask"]) == (1, "sigmoid")

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from .. import SOURCES
 from ..data.band import BandDataset
@@ -126,6 +126,16 @@ def held_out_sdr(parts: Sequence[Part], test: Dataset, sample_rate: int) -> dict
     for (model, _), training in zip(parts, states):
         model.train(training)
     return dict(zip((SOURCES[t] for t in targets), sisec_aggregate(songs).tolist()))
+
+
+def rendered_pool(crops: Dataset) -> TensorDataset:
+    """``crops`` rendered once into tensors: mixtures ``(n, C, T)`` and stems ``(n, 4, C, T)``.
+
+    Every variant and seed of a chapter then trains on the same examples, so a difference between
+    variants is not a difference between draws of the synthetic band.
+    """
+    examples = [crops[i] for i in range(len(crops))]
+    return TensorDataset(torch.stack([m for m, _ in examples]), torch.stack([s for _, s in examples]))
 
 
 def test_songs(settings: dict[str, Any], sample_rate: int) -> BandDataset:

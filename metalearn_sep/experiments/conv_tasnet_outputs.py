@@ -50,6 +50,13 @@ def objective(variant: str) -> SeparationObjective:
     return SeparationObjective()
 
 
+def build(sizes: dict[str, Any], target: list[int] | None = None) -> ConvTasNet:
+    """The 4-output model (``target=None``) or the dedicated model of source ``target[0]``, at ``sizes``."""
+    if target is None:
+        return ConvTasNet(num_sources=len(SOURCES), **sizes)
+    return ConvTasNet(num_sources=1, **{**sizes, **DEDICATED})
+
+
 def _train(model: ConvTasNet, objective: SeparationObjective, seed: int, data: dict[str, Any]) -> float:
     steps = data["settings"]["steps"]
     training = TrainerConfig(**data["recipe"], schedule_period=steps, clip_grad=5.0, seed=seed)
@@ -64,8 +71,7 @@ def run(variant: str, seed: int, data: dict[str, Any]) -> RunResult:
     targets = [None] if variant == "4-output" else [[i] for i in range(len(SOURCES))]
     for target in targets:
         torch.manual_seed(seed)
-        sizes = data["sizes"] if target is None else {**data["sizes"], **DEDICATED}
-        model = ConvTasNet(num_sources=4 if target is None else 1, **sizes)
+        model = build(data["sizes"], target)
         loss = SeparationObjective(targets=target)
         seconds += _train(model, loss, seed, data)
         parts.append((model, loss))

@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.band import BandDataset
 from ..models.encoder_ablation import EncoderSeparator
 from ..train import SeparationObjective, Trainer, TrainerConfig
-from . import RunResult, score, test_songs
+from . import RunResult, rendered_pool, score, test_songs
 
 CHAPTER = "02"
 QUESTION = "Does Meta-TasNet's enhanced encoder (three kernel lengths + a spectrogram branch) help, beyond its extra parameters?"
@@ -39,9 +38,9 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered training crops (the same for every variant and seed) and the test songs."""
     settings = SETTINGS[scale]
     crops = BandDataset("train", RATE, segment=SEGMENT, song_duration=SONG, size=settings["crops"])
-    mixtures, stems = (torch.cat(parts) for parts in zip(*DataLoader(crops, batch_size=32)))
+    pool = rendered_pool(crops)
     test = test_songs(settings, RATE)
-    return {"settings": settings, "train": TensorDataset(mixtures, stems), "mixtures": mixtures, "test": test}
+    return {"settings": settings, "train": pool, "mixtures": pool.tensors[0], "test": test}
 
 
 def objective(variant: str) -> SeparationObjective:

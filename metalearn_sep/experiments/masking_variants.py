@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from .. import SOURCES
 from ..audio import unit_level
@@ -24,7 +23,7 @@ from ..losses import MetaTasNetObjective
 from ..models import ConvTasNet, MetaTasNet
 from ..models.enhanced import spectrogram_statistics
 from ..train import SeparationObjective, Trainer, TrainerConfig
-from . import RunResult, score, test_songs
+from . import RunResult, rendered_pool, score, test_songs
 
 CHAPTER = "03"
 QUESTION = "Is a generated masking network better than dedicated models, a shared one, four independent ones or FiLM?"
@@ -64,11 +63,11 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered crops, the test songs and the spectrogram statistics every Meta-TasNet stage starts from."""
     settings = SETTINGS[scale]
     crops = BandDataset("train", RATE, segment=SEGMENT, song_duration=SONG, size=settings["crops"])
-    mixtures, stems = (torch.cat(parts) for parts in zip(*DataLoader(crops, batch_size=32)))
+    pool = rendered_pool(crops)
     encoder = MetaTasNet(stages=1, spec_channels=settings["spec_channels"], **settings["widths"]).stages[0].encoder
-    statistics = spectrogram_statistics(encoder, (unit_level(m) for m in mixtures[: settings["statistics_examples"]]))
+    statistics = spectrogram_statistics(encoder, (unit_level(m) for m in pool.tensors[0][: settings["statistics_examples"]]))
     test = test_songs(settings, RATE)
-    return {"settings": settings, "train": TensorDataset(mixtures, stems), "statistics": statistics, "test": test}
+    return {"settings": settings, "train": pool, "statistics": statistics, "test": test}
 
 
 def _fit(model: nn.Module, loss: SeparationObjective, seed: int, data: dict[str, Any]) -> float:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import TensorDataset
 
 from ..audio import unit_level
 from ..data.augment import AugmentedDataset
@@ -20,7 +19,7 @@ from ..losses import MetaTasNetObjective
 from ..models import MetaTasNet
 from ..models.enhanced import spectrogram_statistics
 from ..train import Trainer, TrainerConfig
-from . import RunResult, score, test_songs
+from . import RunResult, rendered_pool, score, test_songs
 
 CHAPTER = "05"
 QUESTION = "Do the auxiliary losses (reconstruction, dissimilarity, similarity) improve separation?"
@@ -53,8 +52,7 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered stereo crops, the spectrogram statistics (of augmented crops) and the test songs."""
     settings = SETTINGS[scale]
     songs = BandDataset("train", RATE, segment=settings["segment"], song_duration=SONG, stereo=True, size=settings["crops"])
-    rendered = [songs[i] for i in range(len(songs))]
-    pool = TensorDataset(torch.stack([m for m, _ in rendered]), torch.stack([s for _, s in rendered]))
+    pool = rendered_pool(songs)
     encoder = MetaTasNet(stages=1, **settings["size"]).stages[0].encoder
     augmented = AugmentedDataset(pool)
     statistics = spectrogram_statistics(encoder, (unit_level(augmented[i][0]) for i in range(settings["statistics_examples"])))

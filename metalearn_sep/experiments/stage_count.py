@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import TensorDataset
 
 from .. import SOURCES
 from ..audio import resample
@@ -23,7 +22,7 @@ from ..metrics import si_sdr_improvement
 from ..models import MetaTasNet
 from ..recipe import measure_statistics
 from ..train import Trainer, TrainerConfig
-from . import RunResult, score, test_songs, with_mean
+from . import RunResult, rendered_pool, score, test_songs, with_mean
 
 CHAPTER = "04"
 QUESTION = "Do two or three stages (8, 16, 32 kHz) separate better than one?"
@@ -47,8 +46,7 @@ def prepare(scale: str = "cpu") -> dict[str, Any]:
     """The pre-rendered crops at 32 kHz, the test songs and the objective every variant shares."""
     settings = SETTINGS[scale]
     songs = BandDataset("train", RATE, segment=settings["segment"], song_duration=max(4.0, settings["segment"]), size=settings["crops"])
-    rendered = [songs[i] for i in range(len(songs))]
-    pool = TensorDataset(torch.stack([m for m, _ in rendered]), torch.stack([s for _, s in rendered]))
+    pool = rendered_pool(songs)
     return {"settings": settings, "train": pool, "test": test_songs(settings, RATE), "objective": objective("3 stages")}
 
 
