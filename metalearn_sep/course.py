@@ -4,7 +4,8 @@
 and prints one short block of versions, so a student's bug report says everything.
 The ``check_*`` helpers compare a student's answer with the package's and say
 precisely what differs (shape, dtype, which value), never just "wrong".
-``course.pretrained(name)`` loads one of the course's shipped models (:mod:`metalearn_sep.pretrained`).
+``course.pretrained(name)`` loads one of the course's shipped models (:mod:`metalearn_sep.pretrained`);
+``course.shipped_estimates`` and ``course.compare_variants`` play them (:mod:`metalearn_sep.shipped`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch
 from . import __version__
 from .config import MUSDB_ENV, CourseConfig, default_device, resolve_profile
 from .pretrained import pretrained
+from .shipped import compare_variants, shipped_estimates
 
-__all__ = ["check_close", "pretrained", "seed_everything", "setup"]
+__all__ = ["check_close", "compare_variants", "pretrained", "seed_everything", "setup", "shipped_estimates"]
 
 
 def seed_everything(seed: int) -> None:

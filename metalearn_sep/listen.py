@@ -48,7 +48,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import ipywidgets as widgets
@@ -169,7 +169,7 @@ def _spectrogram_png(fig: Figure, clip: torch.Tensor, sample_rate: int, vmax: fl
 
 class _Clip(NamedTuple):
     audio: EncodedAudio
-    png: bytes
+    png: bytes | None
 
 
 class _Row(NamedTuple):
@@ -192,6 +192,15 @@ def _check_stems(x: object, name: str, names: list[str], mixture: torch.Tensor) 
     return stems
 
 
+def _si_sdr(references: torch.Tensor, estimates: torch.Tensor, mixture: torch.Tensor) -> tuple[list[float], list[float]]:
+    """``(SI-SDR(ŝ_i, s_i), its improvement over the mixture)`` per source in dB, channels averaged; NaN for a silent s_i."""
+    refs, ests = references.double(), estimates.double()
+    silent = refs.pow(2).sum(dim=(-1, -2)) == 0
+    est_sdr = si_sdr(ests, refs).mean(-1).masked_fill(silent, float("nan"))
+    mix_sdr = si_sdr(mixture.double().expand_as(refs), refs).mean(-1)
+    return est_sdr.tolist(), (est_sdr - mix_sdr).tolist()
+
+
 def _score_cells(score: float, improvement: float) -> list[str]:
     if math.isnan(score):
         return ["n/a (silent reference)", ""]
@@ -208,7 +217,8 @@ def _widget_grid(headers: list[str], rows: list[_Row]) -> widgets.GridBox:
                 continue
             fmt = clip.audio.mime.split("/")[1]
             player = widgets.Audio(value=clip.audio.data, format=fmt, autoplay=False, loop=False, controls=True)
-            cells.append(widgets.VBox([player, widgets.Image(value=clip.png, format="png")]))
+            image = [widgets.Image(value=clip.png, format="png")] if clip.png else []
+            cells.append(widgets.VBox([player, *image]))
         cells.extend(widgets.Label(text) for text in row.scores)
     layout = widgets.Layout(
         grid_template_columns=f"repeat({len(headers)}, max-content)", grid_gap="4px 12px", align_items="center"
@@ -225,12 +235,11 @@ def _html_table(headers: list[str], rows: list[_Row]) -> str:
                 cells.append("<td></td>")
                 continue
             what = row.name if row.name == "mixture" else f"{row.name} {header}"
-            alt = html.escape(f"spectrogram of {what}")
-            png = base64.b64encode(clip.png).decode("ascii")
-            cells.append(
-                f'<td><audio controls preload="metadata" src="{clip.audio.data_uri}"></audio><br>'
-                f'<img alt="{alt}" src="data:image/png;base64,{png}"></td>'
-            )
+            image = ""
+            if clip.png:
+                alt = html.escape(f"spectrogram of {what}")
+                image = f'<br><img alt="{alt}" src="data:image/png;base64,{base64.b64encode(clip.png).decode("ascii")}">'
+            cells.append(f'<td><audio controls preload="metadata" src="{clip.audio.data_uri}"></audio>{image}</td>')
         cells.extend(f"<td>{html.escape(text)}</td>" for text in row.scores)
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{''.join(lines)}</table>"
@@ -242,19 +251,23 @@ class StemPlayer(widgets.VBox):
     Args:
         mixture: ``x``, ``(channel, time)`` with 1 or 2 channels.
         references: ``s``, ``(source, channel, time)``, or None.
-        estimates: ``ŝ``, ``(source, channel, time)``, or None.
+        estimates: ``ŝ``, ``(source, channel, time)``, or None; or ``{column: (source, channel,
+            time)}`` to compare several separations of the same excerpt (one column each, scored
+            by SI-SDRi per column).
         sample_rate: Hz (required; there is no safe default).
         names: one per source, in the order of the source axis.
         title: shown above the grid.
         max_seconds: play (and embed) only the first ``max_seconds``; None plays all.
             It bounds the notebook's size (see the module docstring).
         audio_format: ``"auto"`` (MP3 where possible, else WAV), ``"mp3"`` or ``"wav"``.
+        spectrograms: draw each clip's spectrogram (about 8 kB per clip in the notebook).
 
     Attributes:
         gain: the common factor applied to every clip (1.0 unless some clip peaked above 1).
         si_sdr: ``{name: SI-SDR(ŝ_i, s_i)}`` in dB over the played excerpt, channels
             averaged; NaN for a silent reference. Empty without both references and estimates.
-        si_sdr_improvement: ``{name: SI-SDR(ŝ_i, s_i) - SI-SDR(x, s_i)}`` in dB.
+            With several estimate columns: ``{column: {name: dB}}``.
+        si_sdr_improvement: ``{name: SI-SDR(ŝ_i, s_i) - SI-SDR(x, s_i)}`` in dB (per column likewise).
         clips: ``{(row, column): EncodedAudio}``: ``("mixture", "mixture")`` and
             ``(name, "reference")``, ``(name, "estimate")`` for what was given.
         nbytes: bytes of audio and images embedded (the notebook stores 4/3 of it as base64).
@@ -271,6 +284,7 @@ class StemPlayer(widgets.VBox):
         title: str | None = None,
         max_seconds: float | None = 5.0,
         audio_format: str = "auto",
+        spectrograms: bool = True,
     ) -> None:
         if sample_rate is None:
             raise ValueError("StemPlayer needs sample_rate (Hz): audio played at a wrong rate sounds plausible but wrong.")
@@ -282,37 +296,45 @@ class StemPlayer(widgets.VBox):
         mix = as_waveform(mixture, "mixture", (2,), "(channel, time) with 1 or 2 channels")
         if mix.shape[0] not in (1, 2):
             raise ValueError(f"mixture must have 1 (mono) or 2 (stereo) channels, got shape {tuple(mix.shape)}.")
-        stems = (("reference", references), ("estimate", estimates))
-        given = {c: _check_stems(x, c + "s", names, mix) for c, x in stems if x is not None}
+        compared = isinstance(estimates, Mapping)
+        if compared and (not estimates or any(not isinstance(c, str) or c in ("mixture", "reference") for c in estimates)):
+            raise ValueError(f"estimate columns must be named by strings other than 'mixture' and 'reference', got {list(estimates)!r}.")
+        stems = [("reference", references)] + (list(estimates.items()) if compared else [("estimate", estimates)])
+        given = {c: _check_stems(x, "references" if c == "reference" else f"estimates {c!r}" if compared else "estimates", names, mix)
+                 for c, x in stems if x is not None}
         full_length = mix.shape[-1]
         mix = _crop(mix, sample_rate, max_seconds)
         given = {c: _crop(x, sample_rate, max_seconds) for c, x in given.items()}
 
         # SI-SDR over what is played, before the common gain (it is scale-invariant anyway).
-        scores, improvements = {}, {}
-        if len(given) == 2:
-            refs, ests = given["reference"].double(), given["estimate"].double()
-            silent = refs.pow(2).sum(dim=(-1, -2)) == 0
-            est_sdr = si_sdr(ests, refs).mean(-1).masked_fill(silent, float("nan"))
-            mix_sdr = si_sdr(mix.double().expand_as(refs), refs).mean(-1)
-            scores = dict(zip(names, est_sdr.tolist()))
-            improvements = dict(zip(names, (est_sdr - mix_sdr).tolist()))
+        per_column = {c: _si_sdr(given["reference"], x, mix) for c, x in given.items() if c != "reference"} if "reference" in given else {}
+        scores = {c: dict(zip(names, v[0])) for c, v in per_column.items()}
+        improvements = {c: dict(zip(names, v[1])) for c, v in per_column.items()}
+        if not compared:
+            scores, improvements = scores.get("estimate", {}), improvements.get("estimate", {})
 
         columns = list(given) or ["mixture"]
         audio = {("mixture", columns[0]): mix} | {(n, c): x[i] for c, x in given.items() for i, n in enumerate(names)}
         gain = common_gain(list(audio.values()))
         audio = {key: clip * gain for key, clip in audio.items()}
-        vmax = max(float(log_spectrogram(clip, sample_rate)[0].max()) for clip in audio.values())
-        with matplotlib.rc_context({"font.size": 6}):
-            fig = Figure(figsize=(3.4, 1.4), dpi=80, layout="constrained")
-            encoded = {
-                key: _Clip(encode(clip, sample_rate, audio_format), _spectrogram_png(fig, clip, sample_rate, vmax))
-                for key, clip in audio.items()
-            }
+        scale_note = ""
+        if spectrograms:
+            vmax = max(float(log_spectrogram(clip, sample_rate)[0].max()) for clip in audio.values())
+            scale_note = f" Spectrograms share one colour scale ({vmax - DYNAMIC_RANGE_DB:.0f} to {vmax:.0f} dB re full scale)."
+            with matplotlib.rc_context({"font.size": 6}):
+                fig = Figure(figsize=(3.4, 1.4), dpi=80, layout="constrained")
+                pngs = {key: _spectrogram_png(fig, clip, sample_rate, vmax) for key, clip in audio.items()}
+        encoded = {key: _Clip(encode(clip, sample_rate, audio_format), pngs[key] if spectrograms else None)
+                   for key, clip in audio.items()}
 
-        headers = ["", *columns] + (["SI-SDR", "SI-SDRi"] if scores else [])
-        score_cells = {n: _score_cells(scores[n], improvements[n]) for n in scores}
-        rows = [_Row("mixture", [encoded.get(("mixture", c)) for c in columns], ["", ""] if scores else [])]
+        if compared:
+            headers = ["", *columns] + [f"SI-SDRi {c}" for c in per_column]
+            score_cells = {n: [_score_cells(scores[c][n], improvements[c][n])[1] or "n/a" for c in per_column] for n in names}
+        else:
+            headers = ["", *columns] + (["SI-SDR", "SI-SDRi"] if scores else [])
+            score_cells = {n: _score_cells(scores[n], improvements[n]) for n in scores}
+        blank = [""] * (len(headers) - 1 - len(columns))
+        rows = [_Row("mixture", [encoded.get(("mixture", c)) for c in columns], blank)]
         rows += [_Row(n, [encoded[n, c] for c in columns], score_cells.get(n, [])) for n in names if given]
 
         length = mix.shape[-1]
@@ -320,16 +342,15 @@ class StemPlayer(widgets.VBox):
         if length < full_length:
             excerpt = f"the first {excerpt} of {full_length / sample_rate:.2f} s"
         layout = "mono" if mix.shape[0] == 1 else "stereo"
-        caption = (
-            f"{sample_rate} Hz {layout}, {excerpt}. {_level_note(gain)} "
-            f"Spectrograms share one colour scale ({vmax - DYNAMIC_RANGE_DB:.0f} to {vmax:.0f} dB re full scale)."
-        )
+        caption = f"{sample_rate} Hz {layout}, {excerpt}. {_level_note(gain)}{scale_note}"
         heading = f"<h4>{html.escape(title)}</h4>" if title else ""
         table = _html_table(headers, rows)
         self._static_html = f'<div class="metalearn-sep-stem-player">{heading}<p>{html.escape(caption)}</p>{table}</div>'
         sources = f" + {len(names)} sources ({', '.join(names)})" if given else ""
         text = [f"StemPlayer{' ' + repr(title) if title else ''}: mixture{sources}, {sample_rate} Hz {layout}, {excerpt}"]
-        if scores:
+        if compared:
+            text += [f"SI-SDRi (dB), {c}: " + " | ".join(f"{n} {v:.2f}" for n, v in improvements[c].items()) for c in per_column]
+        elif scores:
             text.append("SI-SDR (dB): " + " | ".join(f"{n} {v:.2f}" for n, v in scores.items()))
         text.append(_level_note(gain))
         self._text = "\n".join(text)
@@ -343,7 +364,7 @@ class StemPlayer(widgets.VBox):
         self.clips: dict[tuple[str, str], EncodedAudio] = {
             (row, "mixture" if row == "mixture" else col): c.audio for (row, col), c in encoded.items()
         }
-        self.nbytes = sum(len(c.audio.data) + len(c.png) for c in encoded.values())
+        self.nbytes = sum(len(c.audio.data) + len(c.png or b"") for c in encoded.values())
 
     @property
     def html(self) -> str:

@@ -12,6 +12,11 @@ manifest's ``fp16_change_db`` records how much the rounding moved the held-out S
 improvement. :func:`pretrained` checks the file's size and SHA-256 against the manifest
 first, so a truncated download or an edited file is refused in one sentence instead of
 loading wrong weights. :func:`ship` writes a model and its manifest entry (atomically).
+
+Beside the models, ``chapter-<NN>-variants`` entries (``"kind": "excerpts"``) hold a few seconds
+of every variant's estimates on one held-out song of a chapter's experiment, so that a notebook
+can play the variants side by side without shipping every variant's weights
+(:func:`ship_excerpts`, :func:`variant_excerpts`): float16 arrays in a ``.npz``, read without pickle.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import SOURCES
-from .atomic import atomic_write_text
+from .atomic import atomic_write, atomic_write_text
 from .checkpoint import file_sha256, load_model, model_state, save_checkpoint
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "checkpoints"
@@ -72,8 +78,48 @@ def verified_path(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def pretrained(name: str = DEFAULT_SEPARATOR, root: str | os.PathLike | None = None) -> nn.Module:
     """The shipped model ``name`` (see ``MANIFEST.json``), verified, in float32 and eval mode on the CPU."""
-    model, _ = load_model(verified_path(name, root))
+    path = verified_path(name, root)
+    if read_manifest(root)[name].get("kind") == "excerpts":
+        raise ValueError(f"{name!r} is a set of recorded excerpts, not a model: read it with variant_excerpts().")
+    model, _ = load_model(path)
     return model.float().eval()
+
+
+def excerpts_name(chapter: str) -> str:
+    """The manifest name of chapter ``chapter``'s variant excerpts."""
+    return f"chapter-{chapter}-variants"
+
+
+def ship_excerpts(chapter: str, estimates: dict[str, torch.Tensor], root: str | os.PathLike | None = None,
+                  **facts: Any) -> dict[str, Any]:
+    """Write ``{variant: estimates (4, C, T)}`` (float16) to ``root/chapter-<NN>-variants.npz`` and its manifest entry."""
+    root = _root(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = excerpts_name(chapter)
+    arrays = {f"variant{i}": x.detach().cpu().numpy().astype(np.float16) for i, x in enumerate(estimates.values())}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:
+            np.savez_compressed(file, **arrays)
+
+    path = atomic_write(root / f"{name}.npz", write)
+    entry = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, "kind": "excerpts",
+             "chapter": chapter, "variants": list(estimates), **facts}
+    _write_entry(root, name, entry)
+    return entry
+
+
+def variant_excerpts(chapter: str, root: str | os.PathLike | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``({variant: estimates (4, C, T) float32}, manifest entry)`` of chapter ``chapter``, verified.
+
+    The entry says which held-out song (``song``), seed and sample rate the estimates come from.
+    """
+    name = excerpts_name(chapter)
+    path = verified_path(name, root)
+    entry = read_manifest(root)[name]
+    with np.load(path, allow_pickle=False) as data:
+        estimates = {v: torch.from_numpy(data[f"variant{i}"].astype(np.float32)) for i, v in enumerate(entry["variants"])}
+    return estimates, entry
 
 
 def ship(model: nn.Module, name: str, root: str | os.PathLike | None = None, *, half: bool = False, **facts: Any) -> dict[str, Any]:
@@ -91,9 +137,13 @@ def ship(model: nn.Module, name: str, root: str | os.PathLike | None = None, *, 
     entry = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
              "dtype": str(torch.float16 if half else torch.float32).removeprefix("torch."),
              "model_class": state["model_class"], **facts}
+    _write_entry(root, name, entry)
+    return entry
+
+
+def _write_entry(root: Path, name: str, entry: dict[str, Any]) -> None:
     manifest = {**read_manifest(root), name: entry}
     atomic_write_text(root / MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
-    return entry
 
 
 def held_out_scores(name: str, root: str | os.PathLike | None = None) -> tuple[dict[str, float], dict[str, float]]:

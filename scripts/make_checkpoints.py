@@ -10,6 +10,10 @@
    ``python -m metalearn_sep evaluate`` scores it (8 stereo test songs of 8 s at 32 kHz, whole-song
    separation).
 
+3. ``chapter-<NN>-variants`` for chapters 01-05: the first seconds of every variant's estimates
+   on the first held-out song, from the weights ``make results`` saved for seed 0 (not retrained:
+   they need the sweep's ``.pt`` files), for the notebooks' comparison players.
+
 Every model is scored with its weights in float32 and rounded to float16; it is stored in float16
 when that moves the mean SI-SDR improvement by less than :data:`FP16_TOLERANCE_DB`. The manifest
 entry (:func:`metalearn_sep.pretrained.ship`) holds the SHA-256, size, where the model comes from,
@@ -33,9 +37,10 @@ import torch
 from torch import nn
 
 from metalearn_sep import SOURCES
-from metalearn_sep.experiments import RunResult, chapter, rescore, with_mean
+from metalearn_sep.experiments import MODULES, RunResult, chapter, rescore, with_mean
 from metalearn_sep.experiments.summary import RESULTS_DIR, read_runs, statistics
-from metalearn_sep.pretrained import ASSETS, DEFAULT_SEPARATOR, held_out_scores, ship
+from metalearn_sep.experiments.recorded import variant_estimates
+from metalearn_sep.pretrained import ASSETS, DEFAULT_SEPARATOR, excerpts_name, held_out_scores, ship, ship_excerpts
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ("01", "03", "04", "05")
@@ -43,6 +48,8 @@ FP16_TOLERANCE_DB = 0.05
 RECIPE = ROOT / "configs" / "meta_tasnet_cpu.json"
 BAND_SCORING = {"cpu": {"songs": 8, "seconds": 8.0}, "ci": {"songs": 2, "seconds": 1.0}}
 """The default separator's held-out songs per scale (cpu: what ``python -m metalearn_sep evaluate`` uses)."""
+EXCERPT_SECONDS = {8000: 3.0, 32_000: 2.0}
+"""Seconds of each variant's estimates shipped, by the chapter's rate (2 s at 32 kHz keeps chapter 04's file near 1 MB)."""
 ABOUT_DEFAULT = ("chapter 05's recipe (2.7M parameters, 3 stages) trained minutes on 2 CPU cores on the synthetic band "
                  "only: it has never heard real music (the paper's released weights are the real-music model)")
 
@@ -110,6 +117,16 @@ def chapter_model(number: str, results: Path, assets: Path, scale: str) -> None:
                 train_seconds=round(result.seconds, 1), wall_seconds=round(time.perf_counter() - began, 1), **facts)
 
 
+def excerpts(number: str, results: Path, assets: Path, scale: str) -> None:
+    module = chapter(number)
+    seconds = EXCERPT_SECONDS[module.RATE]
+    estimates = variant_estimates(number, seed=0, song=0, seconds=seconds, root=results, scale=scale)
+    seconds = next(iter(estimates.values())).shape[-1] / module.RATE  # shorter where the song is
+    entry = ship_excerpts(number, estimates, assets, seed=0, song=0, seconds=seconds, sample_rate=module.RATE, scale=scale, commit=commit(),
+                          source=f"results/{number}: seed 0 of every variant (the sweep's weights)")
+    print(f"{excerpts_name(number)}: {len(estimates)} variants x {seconds:g} s, {entry['bytes'] / 1e6:.2f} MB", flush=True)
+
+
 def default_separator(recipe_path: Path, steps: int, assets: Path, scale: str) -> None:
     from metalearn_sep.evaluate import band_scores
     from metalearn_sep.recipe import load_recipe, prepare
@@ -136,7 +153,7 @@ def default_separator(recipe_path: Path, steps: int, assets: Path, scale: str) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = [f"chapter-{n}" for n in CHAPTERS] + [DEFAULT_SEPARATOR]
+    names = [f"chapter-{n}" for n in CHAPTERS] + [DEFAULT_SEPARATOR] + [excerpts_name(n) for n in MODULES]
     parser.add_argument("--only", nargs="+", choices=names, default=names)
     parser.add_argument("--recipe-steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
@@ -151,10 +168,12 @@ def main() -> int:
         began = time.perf_counter()
         if name == DEFAULT_SEPARATOR:
             default_separator(args.recipe, args.recipe_steps, args.assets, args.scale)
+        elif name.endswith("-variants"):
+            excerpts(name.split("-")[1], args.results, args.assets, args.scale)
         else:
             chapter_model(name.removeprefix("chapter-"), args.results, args.assets, args.scale)
         print(f"{name} done in {(time.perf_counter() - began) / 60:.1f} min", flush=True)
-    print(f"make checkpoints: {len(args.only)} model(s) in {(time.perf_counter() - start) / 60:.1f} min")
+    print(f"make checkpoints: {len(args.only)} file(s) in {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
 

@@ -137,6 +137,31 @@ def test_silent_reference_has_no_score():
     assert player.children[-1].children[5 * 3 + 3].value == "n/a (silent reference)"
 
 
+def test_a_comparison_has_one_column_per_separation():
+    mix, refs, ests = excerpt()
+    worse = ests + 0.2 * torch.randn(ests.shape, generator=torch.Generator().manual_seed(4))
+    player = StemPlayer(mix, refs, {"good": ests, "worse": worse}, sample_rate=SR, names=NAMES, spectrograms=False)
+    grid = player.children[-1]
+    headers = [c.value for c in grid.children[:6]]
+    assert headers == ["<b></b>", "<b>reference</b>", "<b>good</b>", "<b>worse</b>", "<b>SI-SDRi good</b>", "<b>SI-SDRi worse</b>"]
+    assert len(grid.children) == 6 * 4
+    assert not any(isinstance(w, widgets.Image) for w in walk(player))
+    assert sum(isinstance(w, widgets.Audio) for w in walk(player)) == 1 + 2 * 3
+    baseline = si_sdr(mix.double().expand_as(refs), refs.double()).mean(-1)
+    for column, estimates in (("good", ests), ("worse", worse)):
+        expected = si_sdr(estimates.double(), refs.double()).mean(-1) - baseline
+        assert list(player.si_sdr_improvement[column].values()) == pytest.approx(expected.tolist(), abs=1e-9)
+    assert grid.children[6 * 2 + 4].value == f"{player.si_sdr_improvement['good']['bass']:+.2f} dB"
+    assert player.si_sdr_improvement["good"]["bass"] > player.si_sdr_improvement["worse"]["bass"]
+    assert "SI-SDRi (dB), worse: bass" in repr(player) and "Spectrograms" not in player.html
+    with_images = StemPlayer(mix, refs, {"good": ests, "worse": worse}, sample_rate=SR, names=NAMES)
+    assert with_images.nbytes > player.nbytes and with_images.html.count("<img") == 7
+    with pytest.raises(ValueError, match="estimate columns must be named"):
+        StemPlayer(mix, refs, {"reference": ests}, sample_rate=SR, names=NAMES)
+    with pytest.raises(ValueError, match="estimates 'worse' has 1 sources"):
+        StemPlayer(mix, refs, {"good": ests, "worse": worse[:1]}, sample_rate=SR, names=NAMES)
+
+
 # --- level preservation -------------------------------------------------------------
 
 

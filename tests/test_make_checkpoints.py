@@ -7,9 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from metalearn_sep.experiments import chapter
+from metalearn_sep.experiments.recorded import variant_estimates
 from metalearn_sep.experiments.summary import read_runs, statistics
-from metalearn_sep.pretrained import DEFAULT_SEPARATOR, held_out_scores, pretrained, read_manifest
+from metalearn_sep.pretrained import DEFAULT_SEPARATOR, held_out_scores, pretrained, read_manifest, variant_excerpts
+from metalearn_sep.shipped import compare_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = {
@@ -24,12 +29,23 @@ def test_the_best_recorded_model_is_trained_again_and_shipped_with_its_scores(tm
     recipe.write_text(json.dumps(TINY_RECIPE))
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--out", str(results), "--scale", "ci",
                     "--chapters", "05", "--seeds", "0", "1", "--threads", "1"], check=True, capture_output=True)
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_checkpoints.py"), "--only", "chapter-05", DEFAULT_SEPARATOR,
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_checkpoints.py"), "--only", "chapter-05", DEFAULT_SEPARATOR, "chapter-05-variants",
                            "--scale", "ci", "--results", str(results), "--assets", str(assets), "--recipe", str(recipe),
                            "--recipe-steps", "2", "--threads", "1"], check=True, capture_output=True, text=True)
-    assert "make checkpoints: 2 model(s) in" in done.stdout
+    assert "make checkpoints: 3 file(s) in" in done.stdout
     manifest = read_manifest(assets)
-    assert set(manifest) == {"chapter-05", DEFAULT_SEPARATOR}
+    assert set(manifest) == {"chapter-05", DEFAULT_SEPARATOR, "chapter-05-variants"}
+    excerpts, entry = variant_excerpts("05", assets)
+    assert list(excerpts) == list(chapter("05").VARIANTS) and (entry["seed"], entry["song"], entry["scale"]) == (0, 0, "ci")
+    recorded = variant_estimates("05", seconds=entry["seconds"], root=results, scale="ci")
+    for variant, estimates in excerpts.items():  # what the sweep's weights estimate, stored in float16
+        assert estimates.shape == recorded[variant].shape == (4, 1, round(entry["seconds"] * entry["sample_rate"]))
+        torch.testing.assert_close(estimates, recorded[variant], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="'chapter-05-variants' is a set of recorded excerpts, not a model"):
+        pretrained("chapter-05-variants", assets)
+    player = compare_variants("05", root=assets)  # a column per variant, scored against the re-rendered song
+    assert list(player.si_sdr_improvement) == list(chapter("05").VARIANTS)
+    manifest.pop("chapter-05-variants")
 
     runs = read_runs("05", results)
     table = statistics(runs, "si_sdr_improvement", chapter("05").VARIANTS)

@@ -118,14 +118,26 @@ def held_out_sdr(parts: Sequence[Part], test: Dataset, sample_rate: int) -> dict
         model.eval()
     for index in range(len(test)):
         mixture, stems = test[index]
-        estimates = torch.cat([objective.estimate(model, mixture[None].to(next(model.parameters()).device))[0].float().cpu()
-                               for model, objective in parts])  # (targets, C, T)
-        if sorted(targets) == list(range(len(SOURCES))):
-            estimates = estimates * least_squares_gains(estimates, mixture.float())[..., None].float()
-        songs.append(framewise_sdr(estimates, stems[targets], sample_rate))
+        songs.append(framewise_sdr(estimate_song(parts, mixture), stems[targets], sample_rate))
     for (model, _), training in zip(parts, states):
         model.train(training)
     return dict(zip((SOURCES[t] for t in targets), sisec_aggregate(songs).tolist()))
+
+
+@torch.no_grad()
+def estimate_song(parts: Sequence[Part], mixture: torch.Tensor) -> torch.Tensor:
+    """The estimates ``(targets, C, T)`` of the models in ``parts`` (in eval mode) for one song ``(C, T)``.
+
+    Stacked in the parts' targets' order; when they cover all four sources they are rescaled by
+    least squares against the mixture (the level that best explains it; the SI-SNR loss leaves
+    each estimate's scale free).
+    """
+    targets = [t for _, objective in parts for t in objective.targets]
+    estimates = torch.cat([objective.estimate(model, mixture[None].to(next(model.parameters()).device))[0].float().cpu()
+                           for model, objective in parts])
+    if sorted(targets) == list(range(len(SOURCES))):
+        estimates = estimates * least_squares_gains(estimates, mixture.float())[..., None].float()
+    return estimates
 
 
 def rendered_pool(crops: Dataset) -> TensorDataset:
