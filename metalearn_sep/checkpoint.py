@@ -5,7 +5,7 @@ file can only hold tensors and plain containers, never code that runs when it is
 
     {
       "format": "metalearn-sep-checkpoint/1",
-      "model_class": "MetaTasNet" | "ConvTasNet",    # a key of MODEL_CLASSES
+      "model_class": "MetaTasNet" | "ConvTasNet" | ...,  # a key of MODEL_CLASSES
       "model_config": {...},                          # the constructor's arguments (model.config)
       "model": state_dict,
       ... the Trainer's state: "optimizer", "scheduler", "trainer" (its settings, with
@@ -42,13 +42,15 @@ from torch import nn
 
 from .atomic import atomic_write
 from .models import ConvTasNet, MetaTasNet
+from .models.encoder_ablation import EncoderSeparator
 from .original import from_original, is_original_layout
 
 CHECKPOINT_FORMAT = "metalearn-sep-checkpoint/1"
 """The marker every course checkpoint carries."""
 
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"MetaTasNet": MetaTasNet, "ConvTasNet": ConvTasNet}
-"""The model classes a checkpoint or a recipe may name."""
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"MetaTasNet": MetaTasNet, "ConvTasNet": ConvTasNet,
+                                             "EncoderSeparator": EncoderSeparator}
+"""The model classes a checkpoint or a recipe may name (EncoderSeparator: chapter 02's ablation models)."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -231,9 +231,9 @@ def parse_recipe(config: object) -> Recipe:
     if not isinstance(description, str):
         raise ValueError(f"description must be a string, got {description!r}.")
     model = config.get("model")
-    if not isinstance(model, dict) or model.get("class") not in MODEL_CLASSES:
+    if not isinstance(model, dict) or model.get("class") not in OBJECTIVES:  # the classes a recipe can train
         got = model.get("class") if isinstance(model, dict) else model
-        raise ValueError(f"model.class must be one of {', '.join(map(repr, MODEL_CLASSES))}, got {got!r}.")
+        raise ValueError(f"model.class must be one of {', '.join(map(repr, OBJECTIVES))}, got {got!r}.")
     name = model["class"]
     model = _section("model", {k: v for k, v in model.items() if k != "class"}, _model_keys(MODEL_CLASSES[name]), fill=False)
     objective = _section("objective", config.get("objective", {}), OBJECTIVES[name], fill=False)

@@ -109,7 +109,7 @@ def _edited(checkpoint: Path, **changes) -> Path:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"model_class": "Demucs"}, "names a 'Demucs' model; the course builds MetaTasNet or ConvTasNet"),
+        ({"model_class": "Demucs"}, "names a 'Demucs' model; the course builds MetaTasNet or ConvTasNet or EncoderSeparator"),
         ({"model_config": {**MetaTasNet(**TINY).config, "N": 48}}, "the weights do not fit its MetaTasNet configuration"),
         ({"model_config": {**MetaTasNet(**TINY).config, "N": 41}}, "its MetaTasNet configuration does not build a model .*N must be divisible"),
         ({"model_config": {"layers": 3}}, "its MetaTasNet configuration does not build a model .*unexpected keyword"),
