@@ -4,12 +4,12 @@
    ``results/<chapter>/`` (highest mean SI-SDR improvement over its seeds; "4 dedicated" is four
    models, so it is not shipped even where it scores higher: the manifest says so), at its best
    seed, trained again by :mod:`metalearn_sep.experiments` (same settings, same seed: the same
-   run) and scored again on the chapter's held-out songs.
+   run) and scored again on the chapter's held-out songs. ``chapter-03-generated`` likewise for the
+   variant chapter 03 takes apart (:data:`SUBJECTS`).
 2. ``meta-tasnet-cpu``, the default separator: chapter 05's full recipe
    (``configs/meta_tasnet_cpu.json``) trained ``--recipe-steps`` steps on the CPU and scored as
    ``python -m metalearn_sep evaluate`` scores it (8 stereo test songs of 8 s at 32 kHz, whole-song
    separation).
-
 3. ``chapter-<NN>-variants`` for chapters 01-05: the first seconds of every variant's estimates
    on the first held-out song, from the weights ``make results`` saved for seed 0 (not retrained:
    they need the sweep's ``.pt`` files), for the notebooks' comparison players.
@@ -38,7 +38,7 @@ from torch import nn
 
 from metalearn_sep import SOURCES
 from metalearn_sep.experiments import MODULES, RunResult, chapter, rescore, with_mean
-from metalearn_sep.experiments.summary import RESULTS_DIR, read_runs, statistics
+from metalearn_sep.experiments.summary import RESULTS_DIR, read_runs, slug, statistics
 from metalearn_sep.experiments.recorded import variant_estimates
 from metalearn_sep.pretrained import ASSETS, DEFAULT_SEPARATOR, excerpts_name, held_out_scores, ship, ship_excerpts
 
@@ -48,6 +48,9 @@ FP16_TOLERANCE_DB = 0.05
 RECIPE = ROOT / "configs" / "meta_tasnet_cpu.json"
 BAND_SCORING = {"cpu": {"songs": 8, "seconds": 8.0}, "ci": {"songs": 2, "seconds": 1.0}}
 """The default separator's held-out songs per scale (cpu: what ``python -m metalearn_sep evaluate`` uses)."""
+SUBJECTS = {"03": "generated"}
+"""A variant a chapter's notebook takes apart beyond its experiment, shipped as ``chapter-<NN>-<variant>`` at its
+best seed whichever variant scores best (chapter 03's sections 4 and 5 study a trained generator's embeddings)."""
 EXCERPT_SECONDS = {8000: 3.0, 32_000: 2.0}
 """Seconds of each variant's estimates shipped, by the chapter's rate (2 s at 32 kHz keeps chapter 04's file near 1 MB)."""
 ABOUT_DEFAULT = ("chapter 05's recipe (2.7M parameters, 3 stages) trained minutes on 2 CPU cores on the synthetic band "
@@ -64,10 +67,13 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def best_single_model(number: str, results: Path) -> tuple[str, int, dict]:
-    """``(variant, seed, facts)``: the recorded single-model variant with the highest mean over seeds, and its best seed."""
+def best_single_model(number: str, results: Path, variant: str | None = None) -> tuple[str, int, dict]:
+    """``(variant, seed, facts)``: the recorded single-model variant with the highest mean over seeds, and its best seed.
+
+    With ``variant``, that variant and its best seed.
+    """
     runs = read_runs(number, results)
-    variants = [v for v in chapter(number).VARIANTS if v != "4 dedicated"]
+    variants = [variant] if variant else [v for v in chapter(number).VARIANTS if v != "4 dedicated"]
     table = statistics(runs, "si_sdr_improvement", variants)
     if not table:
         raise SystemExit(f"No recorded runs of chapter {number} in {results}: run make results first.")
@@ -105,14 +111,15 @@ def ship_scored(model: nn.Module, name: str, score, assets: Path, **facts) -> di
     return entry
 
 
-def chapter_model(number: str, results: Path, assets: Path, scale: str) -> None:
-    variant, seed, facts = best_single_model(number, results)
+def chapter_model(number: str, results: Path, assets: Path, scale: str, subject: str | None = None) -> None:
+    variant, seed, facts = best_single_model(number, results, subject)
+    name = f"chapter-{number}" + (f"-{slug(subject)}" if subject else "")
     module = chapter(number)
     began = time.perf_counter()
     result: RunResult = module.run(variant, seed, module.prepare(scale))
     print(f"chapter {number}: {variant} seed {seed} trained again in {result.seconds / 60:.1f} min "
           f"(recorded {facts['recorded_run_mean_db']:.2f} dB, now {result.scores['mean']:.2f} dB)", flush=True)
-    ship_scored(result.models["all"], f"chapter-{number}", lambda m: rescore(number, variant, m, scale), assets,
+    ship_scored(result.models["all"], name, lambda m: rescore(number, variant, m, scale), assets,
                 source=f"results/{number}: {variant}, seed {seed}", chapter=number, scale=scale, steps=result.steps,
                 train_seconds=round(result.seconds, 1), wall_seconds=round(time.perf_counter() - began, 1), **facts)
 
@@ -153,7 +160,8 @@ def default_separator(recipe_path: Path, steps: int, assets: Path, scale: str) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = [f"chapter-{n}" for n in CHAPTERS] + [DEFAULT_SEPARATOR] + [excerpts_name(n) for n in MODULES]
+    subjects = {f"chapter-{n}-{slug(v)}": (n, v) for n, v in SUBJECTS.items()}
+    names = [f"chapter-{n}" for n in CHAPTERS] + [*subjects, DEFAULT_SEPARATOR] + [excerpts_name(n) for n in MODULES]
     parser.add_argument("--only", nargs="+", choices=names, default=names)
     parser.add_argument("--recipe-steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
@@ -170,6 +178,9 @@ def main() -> int:
             default_separator(args.recipe, args.recipe_steps, args.assets, args.scale)
         elif name.endswith("-variants"):
             excerpts(name.split("-")[1], args.results, args.assets, args.scale)
+        elif name in subjects:
+            number, variant = subjects[name]
+            chapter_model(number, args.results, args.assets, args.scale, subject=variant)
         else:
             chapter_model(name.removeprefix("chapter-"), args.results, args.assets, args.scale)
         print(f"{name} done in {(time.perf_counter() - began) / 60:.1f} min", flush=True)

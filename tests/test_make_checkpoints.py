@@ -63,3 +63,17 @@ def test_the_best_recorded_model_is_trained_again_and_shipped_with_its_scores(tm
         assert set(entry["scores"]["sdr"]) == set(sdr)
     assert "never heard real music" in manifest[DEFAULT_SEPARATOR]["about"]
     assert pretrained(DEFAULT_SEPARATOR, assets).sample_rates == [8000, 16000]
+
+
+def test_the_variant_chapter_03_takes_apart_is_shipped_whichever_scores_best(tmp_path: Path) -> None:
+    results, assets = tmp_path / "results", tmp_path / "assets"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--out", str(results), "--scale", "ci",
+                    "--chapters", "03", "--seeds", "0", "--threads", "1"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_checkpoints.py"), "--only", "chapter-03-generated",
+                    "--scale", "ci", "--results", str(results), "--assets", str(assets), "--threads", "1"],
+                   check=True, capture_output=True, text=True)
+    entry = read_manifest(assets)["chapter-03-generated"]
+    recorded = next(r for r in read_runs("03", results) if r["variant"] == "generated")
+    assert (entry["chapter"], entry["variant"], entry["seed"]) == ("03", "generated", 0)
+    assert abs(entry["margin_db"] - recorded["si_sdr_improvement"]["mean"]) < 0.01
+    assert pretrained("chapter-03-generated", assets).stages[0].embedding is not None  # a generator to take apart
