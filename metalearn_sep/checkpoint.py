@@ -50,7 +50,8 @@ CHECKPOINT_FORMAT = "metalearn-sep-checkpoint/1"
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"MetaTasNet": MetaTasNet, "ConvTasNet": ConvTasNet,
                                              "EncoderSeparator": EncoderSeparator}
-"""The model classes a checkpoint or a recipe may name (EncoderSeparator: chapter 02's ablation models)."""
+"""The model classes a checkpoint may name (EncoderSeparator: chapter 02's ablation models). A recipe trains
+only the classes :data:`metalearn_sep.recipe.OBJECTIVES` has an objective for."""
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -269,7 +269,8 @@ class StemPlayer(widgets.VBox):
             With several estimate columns: ``{column: {name: dB}}``.
         si_sdr_improvement: ``{name: SI-SDR(ŝ_i, s_i) - SI-SDR(x, s_i)}`` in dB (per column likewise).
         clips: ``{(row, column): EncodedAudio}``: ``("mixture", "mixture")`` and
-            ``(name, "reference")``, ``(name, "estimate")`` for what was given.
+            ``(name, "reference")``, ``(name, "estimate")`` (or ``(name, column)`` per estimate
+            column) for what was given.
         nbytes: bytes of audio and images embedded (the notebook stores 4/3 of it as base64).
         html: the static HTML copy.
     """
