@@ -5,7 +5,8 @@ and prints one short block of versions, so a student's bug report says everythin
 The ``check_*`` helpers compare a student's answer with the package's and say
 precisely what differs (shape, dtype, which value), never just "wrong".
 ``course.pretrained(name)`` loads one of the course's shipped models (:mod:`metalearn_sep.pretrained`);
-``course.shipped_estimates`` and ``course.compare_variants`` play them (:mod:`metalearn_sep.shipped`).
+``course.shipped_estimates``, ``course.compare_variants``, ``course.variant_grid`` and
+``course.variant_song`` play them (:mod:`metalearn_sep.shipped`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import torch
 from . import __version__
 from .config import MUSDB_ENV, CourseConfig, default_device, resolve_profile
 from .pretrained import pretrained
-from .shipped import compare_variants, shipped_estimates
+from .shipped import compare_variants, shipped_estimates, variant_grid, variant_song
 
-__all__ = ["check_close", "compare_variants", "pretrained", "seed_everything", "setup", "shipped_estimates"]
+__all__ = ["check_close", "compare_variants", "pretrained", "seed_everything", "setup", "shipped_estimates", "variant_grid",
+           "variant_song"]
 
 
 def seed_everything(seed: int) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 from . import SOURCES
 from .experiments import chapter, estimate_song, test_songs
-from .listen import StemPlayer
+from .listen import Compare, StemPlayer
 from .pretrained import pretrained, read_manifest, variant_excerpts
 
 
@@ -33,14 +34,22 @@ def shipped_estimates(name: str, mixture: torch.Tensor, root: str | os.PathLike 
     return estimate_song([(model, chapter(entry["chapter"]).objective(entry["variant"]))], mixture)
 
 
-def compare_variants(number: str, sources: Sequence[str] = SOURCES, max_seconds: float | None = None,
-                     spectrograms: bool = False, root: str | os.PathLike | None = None) -> StemPlayer:
-    """A player with one column per variant of chapter ``number``'s experiment, on the same held-out excerpt.
+class VariantSong(NamedTuple):
+    """One held-out excerpt of a chapter's song and every recorded variant's estimates of it (``sources`` rows only)."""
+
+    mixture: torch.Tensor  # (C, T)
+    references: torch.Tensor  # (len(sources), C, T)
+    estimates: dict[str, torch.Tensor]  # {variant: (len(sources), C, T)}
+    sample_rate: int
+    title: str
+
+
+def variant_song(number: str, sources: Sequence[str] = SOURCES, root: str | os.PathLike | None = None) -> VariantSong:
+    """Chapter ``number``'s held-out excerpt with each variant's estimates, for players and listening tests.
 
     The estimates are those ``make checkpoints`` recorded from the sweep's seed-0 runs
     (``chapter-<NN>-variants``); the mixture and references are the chapter's held-out song,
     rendered again (the synthetic band is a function of its seed). ``sources`` picks the rows.
-    Spectrograms are off by default: a comparison has many clips and a notebook must stay under 1 MiB.
     """
     unknown = [name for name in sources if name not in SOURCES]
     if unknown or not sources:
@@ -51,6 +60,29 @@ def compare_variants(number: str, sources: Sequence[str] = SOURCES, max_seconds:
     mixture, stems = test_songs(module.SETTINGS[entry.get("scale", "cpu")], module.RATE)[entry["song"]]
     length = next(iter(estimates.values())).shape[-1]
     title = f"Chapter {number}: every variant (seed {entry['seed']} of the recorded sweep) on held-out song {entry['song']}"
-    return StemPlayer(mixture[..., :length], stems[rows, ..., :length], {v: x[rows] for v, x in estimates.items()},
-                      sample_rate=module.RATE, names=list(sources), title=title, max_seconds=max_seconds,
-                      spectrograms=spectrograms)
+    return VariantSong(mixture[..., :length], stems[rows, ..., :length], {v: x[rows] for v, x in estimates.items()},
+                       module.RATE, title)
+
+
+def compare_variants(number: str, sources: Sequence[str] = SOURCES, max_seconds: float | None = None,
+                     spectrograms: bool = False, root: str | os.PathLike | None = None) -> StemPlayer:
+    """A player with one column per variant of chapter ``number``'s experiment (:func:`variant_song`).
+
+    Spectrograms are off by default: a comparison has many clips and a notebook must stay under 1 MiB.
+    """
+    song = variant_song(number, sources, root)
+    return StemPlayer(song.mixture, song.references, song.estimates, sample_rate=song.sample_rate, names=list(sources),
+                      title=song.title, max_seconds=max_seconds, spectrograms=spectrograms)
+
+
+def variant_grid(number: str, sources: Sequence[str] = SOURCES, max_seconds: float | None = None,
+                 root: str | os.PathLike | None = None) -> Compare:
+    """:func:`variant_song` as a :class:`~metalearn_sep.listen.Compare` grid: a cell per variant and source,
+    a residual row, the best cell per row marked.
+
+    The mixture row plays the whole mix, so its residual row compares what each variant left out
+    of *all four* stems even when ``sources`` picks fewer rows.
+    """
+    song = variant_song(number, SOURCES, root)
+    return Compare(song.mixture, song.references, song.estimates, sample_rate=song.sample_rate, title=song.title,
+                   max_seconds=max_seconds, rows=sources)

@@ -12,7 +12,8 @@ from metalearn_sep import SOURCES, metrics
 from metalearn_sep.experiments import MODULES, chapter
 from metalearn_sep.experiments import test_songs as held_out_songs
 from metalearn_sep.pretrained import ASSETS, DEFAULT_SEPARATOR, excerpts_name, held_out_scores, pretrained, read_manifest, variant_excerpts
-from metalearn_sep.shipped import compare_variants, shipped_estimates
+from metalearn_sep.listen import residual_db
+from metalearn_sep.shipped import compare_variants, shipped_estimates, variant_grid, variant_song
 
 MANIFEST = read_manifest()
 MODELS = [name for name, entry in MANIFEST.items() if entry.get("kind") != "excerpts"]
@@ -55,6 +56,16 @@ def test_every_chapter_compares_its_variants_on_one_excerpt(number: str) -> None
     assert list(player.si_sdr_improvement) == list(module.VARIANTS)
     means = [torch.tensor([v for v in gains.values() if v == v]).mean().item() for gains in player.si_sdr_improvement.values()]
     assert all(mean > 0 for mean in means), dict(zip(module.VARIANTS, means))  # every recorded variant separates
+    grid = variant_grid(number, sources=["vocals"], max_seconds=1.0)
+    for variant in module.VARIANTS:  # the grid scores the same clips the player does, over its first second
+        assert grid.si_sdr_improvement[variant]["vocals"] == pytest.approx(
+            compare_variants(number, sources=["vocals"], max_seconds=1.0).si_sdr_improvement[variant]["vocals"], abs=1e-9)
+    song, n = variant_song(number), round(1.0 * module.RATE)
+    drums = {v: metrics.si_sdr(x[0, ..., :n].double(), song.references[0, ..., :n].double()).mean().item()
+             for v, x in song.estimates.items()}
+    assert grid.best["drums"] == max(drums, key=drums.get)  # rows not shown are scored too,
+    # and the residual subtracts all four estimates
+    assert grid.residual_db == pytest.approx({v: residual_db(song.mixture[..., :n], x[..., :n]) for v, x in song.estimates.items()})
 
 
 def test_a_chapter_model_separates_a_held_out_song_as_scored() -> None:

@@ -72,6 +72,9 @@ class Compare(StaticCopy, widgets.VBox):
         max_seconds: play only the first ``max_seconds`` (None: all); scores are over what plays.
         audio_format: as :func:`~metalearn_sep.listen.encode`.
         spectrograms: draw each clip's spectrogram (about 8 kB a clip in the notebook).
+        rows: the sources to show (default all ``names``): every source is still scored and the
+            residual still subtracts every estimate, so fewer rows keep a notebook small
+            without changing what the residual means.
 
     Attributes:
         si_sdr: ``{system: {source: dB}}`` (empty without references); NaN for a silent reference.
@@ -92,6 +95,7 @@ class Compare(StaticCopy, widgets.VBox):
         max_seconds: float | None = 5.0,
         audio_format: str = "auto",
         spectrograms: bool = False,
+        rows: Sequence[str] | None = None,
     ) -> None:
         if sample_rate is None:
             raise ValueError("Compare needs sample_rate (Hz): audio played at a wrong rate sounds plausible but wrong.")
@@ -102,6 +106,9 @@ class Compare(StaticCopy, widgets.VBox):
             raise ValueError("systems must be a non-empty {name: estimates (source, channel, time)} mapping.")
         if any(not isinstance(c, str) or c in ("mixture", "reference") for c in systems):
             raise ValueError(f"systems must be named by strings other than 'mixture' and 'reference', got {list(systems)!r}.")
+        shown = list(names if rows is None else rows)
+        if not shown or any(r not in names for r in shown):
+            raise ValueError(f"rows must be some of the names ({', '.join(names)}), got {shown!r}.")
         mix = check_mixture(mixture)
         full_length = mix.shape[-1]
         given = {c: crop(check_stems(x, f"estimates of {c!r}", names, mix), sample_rate, max_seconds) for c, x in systems.items()}
@@ -122,8 +129,8 @@ class Compare(StaticCopy, widgets.VBox):
 
         columns = (["reference"] if refs is not None else []) + list(given)
         audio = {("mixture", columns[0]): mix}
-        audio |= {(n, "reference"): refs[i] for i, n in enumerate(names)} if refs is not None else {}
-        audio |= {(n, c): x[i] for c, x in given.items() for i, n in enumerate(names)}
+        audio |= {(n, "reference"): refs[names.index(n)] for n in shown} if refs is not None else {}
+        audio |= {(n, c): x[names.index(n)] for c, x in given.items() for n in shown}
         audio |= {(RESIDUAL, c): mix - x.sum(0) for c, x in given.items()}
         self.gain = common_gain(list(audio.values()))
         audio = {key: clip * self.gain for key, clip in audio.items()}
@@ -147,19 +154,19 @@ class Compare(StaticCopy, widgets.VBox):
 
         cells = {key: Cell(encode(clip, sample_rate, audio_format), pngs.get(key), note(*key), f"spectrogram of {' '.join(key)}")
                  for key, clip in audio.items()}
-        rows = [Row(r, [cells.get((r, c)) for c in columns]) for r in ["mixture", *names, RESIDUAL]]
+        grid_rows = [Row(r, [cells.get((r, c)) for c in columns]) for r in ["mixture", *shown, RESIDUAL]]
         excerpt = excerpt_caption(mix.shape[-1], full_length, sample_rate, mix.shape[0])
         caption = f"{excerpt}. {level_note(self.gain)}{scale_note} {BEST}: highest SI-SDR per source, least residual energy."
         heading = f"<h4>{html.escape(title)}</h4>" if title else ""
         self._static_html = (f'<div class="metalearn-sep-compare-static">{heading}<p>{html.escape(caption)}</p>'
-                             f"{html_table(['', *columns], rows)}</div>")
+                             f"{html_table(['', *columns], grid_rows)}</div>")
         text = [f"Compare{' ' + repr(title) if title else ''}: {', '.join(given)} on {excerpt}"]
         text += [f"SI-SDR (dB), {c}: " + " | ".join(f"{n} {v:.2f}" for n, v in self.si_sdr[c].items()) for c in self.si_sdr]
         text.append("residual (dB re mixture): " + " | ".join(f"{c} {v:.1f}" for c, v in self.residual_db.items()))
         text.append("best: " + ", ".join(f"{r} {c}" for r, c in self.best.items()))
         self._text = "\n".join(text)
 
-        grid = widget_grid(["", *columns], rows, cell_class="metalearn-sep-compare-cell")
+        grid = widget_grid(["", *columns], grid_rows, cell_class="metalearn-sep-compare-cell")
         for item in grid.children:
             if isinstance(item, widgets.VBox) and any(isinstance(w, widgets.HTML) and BEST in w.value for w in item.children):
                 item.add_class("metalearn-sep-best")
