@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import ipywidgets as widgets
+import matplotlib
 import numpy as np
 import soundfile as sf
 import torch
@@ -50,7 +51,7 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 
 from ..checks import check_duration, check_rate
-from ..plots import DYNAMIC_RANGE_DB, as_waveform, palette_png, spectrogram
+from ..plots import DYNAMIC_RANGE_DB, as_waveform, log_spectrogram, palette_png, spectrogram
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 """The MIME type of a widget view; exclude it from ``display`` to get the static copy only."""
@@ -186,6 +187,20 @@ def spectrogram_png(fig: Figure, clip: torch.Tensor, sample_rate: int, vmax: flo
     fig.clear()
     spectrogram(clip, sample_rate, ax=fig.add_subplot(), vmin=vmax - DYNAMIC_RANGE_DB, vmax=vmax, colorbar=False)
     return palette_png(fig, PALETTE_COLOURS)
+
+
+def spectrogram_pngs(audio: dict[tuple[str, str], torch.Tensor], sample_rate: int,
+                     figsize: tuple[float, float] = (3.4, 1.4)) -> tuple[dict[tuple[str, str], bytes], str]:
+    """Every clip's spectrogram on one shared colour scale, and the caption sentence that says so.
+
+    One scale for all (the loudest clip's peak minus 80 dB) keeps loudness visible: a quieter
+    estimate looks darker, as it sounds quieter.
+    """
+    vmax = max(float(log_spectrogram(clip, sample_rate)[0].max()) for clip in audio.values())
+    with matplotlib.rc_context({"font.size": 6}):
+        fig = Figure(figsize=figsize, dpi=80, layout="constrained")
+        pngs = {key: spectrogram_png(fig, clip, sample_rate, vmax) for key, clip in audio.items()}
+    return pngs, f" Spectrograms share one colour scale ({vmax - DYNAMIC_RANGE_DB:.0f} to {vmax:.0f} dB re full scale)."
 
 
 def audio_widget(clip: EncodedAudio, css_class: str | None = None) -> widgets.Audio:

@@ -15,31 +15,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
-import matplotlib
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from .. import SOURCES
 from ..checks import check_rate
-from ..plots import DYNAMIC_RANGE_DB, log_spectrogram
-from .clips import (
-    Cell,
-    EncodedAudio,
-    Row,
-    StaticCopy,
-    check_format,
-    check_mixture,
-    check_names,
-    check_stems,
-    common_gain,
-    crop,
-    encode,
-    html_table,
-    level_note,
-    spectrogram_png,
-    widget_grid,
-)
+from .clips import (Cell, EncodedAudio, Row, StaticCopy, check_format, check_mixture, check_names, check_stems,
+                    common_gain, crop, encode, html_table, level_note, spectrogram_pngs, widget_grid)
 from .mixer import RESIDUAL
 from .player import excerpt_caption, si_sdr_scores
 
@@ -134,14 +116,7 @@ class Compare(StaticCopy, widgets.VBox):
         audio |= {(RESIDUAL, c): mix - x.sum(0) for c, x in given.items()}
         self.gain = common_gain(list(audio.values()))
         audio = {key: clip * self.gain for key, clip in audio.items()}
-        pngs: dict[tuple[str, str], bytes] = {}
-        scale_note = ""
-        if spectrograms:
-            vmax = max(float(log_spectrogram(clip, sample_rate)[0].max()) for clip in audio.values())
-            scale_note = f" Spectrograms share one colour scale ({vmax - DYNAMIC_RANGE_DB:.0f} to {vmax:.0f} dB re full scale)."
-            with matplotlib.rc_context({"font.size": 6}):
-                fig = Figure(figsize=(3.0, 1.3), dpi=80, layout="constrained")
-                pngs = {key: spectrogram_png(fig, clip, sample_rate, vmax) for key, clip in audio.items()}
+        pngs, scale_note = spectrogram_pngs(audio, sample_rate, (3.0, 1.3)) if spectrograms else ({}, "")
 
         def note(row: str, column: str) -> str:
             mark = f" {BEST}" if self.best.get(row) == column else ""

@@ -12,7 +12,6 @@ that regenerates the extractor, plays its output and scores it against both inst
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 
 import ipywidgets as widgets
 import numpy as np

@@ -27,21 +27,8 @@ import torch
 
 from .. import SOURCES
 from ..checks import check_rate
-from .clips import (
-    Cell,
-    Row,
-    StaticCopy,
-    audio_widget,
-    check_format,
-    check_mixture,
-    check_names,
-    check_stems,
-    common_gain,
-    crop,
-    encode,
-    html_table,
-    level_note,
-)
+from .clips import (Cell, Row, StaticCopy, audio_widget, check_format, check_mixture, check_names, check_stems,
+                    common_gain, crop, encode, html_table, level_note)
 from .player import excerpt_caption
 
 RESIDUAL = "residual"

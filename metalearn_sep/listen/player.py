@@ -19,32 +19,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
-import matplotlib
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from .. import SOURCES
 from ..checks import check_rate
 from ..metrics import si_sdr
-from ..plots import DYNAMIC_RANGE_DB, log_spectrogram
-from .clips import (
-    Cell,
-    EncodedAudio,
-    Row,
-    StaticCopy,
-    check_format,
-    check_mixture,
-    check_names,
-    check_stems,
-    common_gain,
-    crop,
-    encode,
-    html_table,
-    level_note,
-    spectrogram_png,
-    widget_grid,
-)
+from .clips import (Cell, EncodedAudio, Row, StaticCopy, check_format, check_mixture, check_names, check_stems,
+                    common_gain, crop, encode, html_table, level_note, spectrogram_pngs, widget_grid)
 
 
 def si_sdr_scores(references: torch.Tensor, estimates: torch.Tensor, mixture: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -143,14 +125,7 @@ class StemPlayer(StaticCopy, widgets.VBox):
         audio = {("mixture", columns[0]): mix} | {(n, c): x[i] for c, x in given.items() for i, n in enumerate(names)}
         gain = common_gain(list(audio.values()))
         audio = {key: clip * gain for key, clip in audio.items()}
-        scale_note = ""
-        pngs: dict[tuple[str, str], bytes] = {}
-        if spectrograms:
-            vmax = max(float(log_spectrogram(clip, sample_rate)[0].max()) for clip in audio.values())
-            scale_note = f" Spectrograms share one colour scale ({vmax - DYNAMIC_RANGE_DB:.0f} to {vmax:.0f} dB re full scale)."
-            with matplotlib.rc_context({"font.size": 6}):
-                fig = Figure(figsize=(3.4, 1.4), dpi=80, layout="constrained")
-                pngs = {key: spectrogram_png(fig, clip, sample_rate, vmax) for key, clip in audio.items()}
+        pngs, scale_note = spectrogram_pngs(audio, sample_rate) if spectrograms else ({}, "")
         encoded = {
             key: Cell(encode(clip, sample_rate, audio_format), pngs.get(key),
                       alt=f"spectrogram of {key[0] if key[0] == 'mixture' else ' '.join(key)}")
