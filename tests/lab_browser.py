@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from playwright.sync_api import Page
+from playwright.sync_api import Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 STARTUP_SECONDS = 120.0
 """How long JupyterLab may take to answer its status endpoint on a loaded 2-core machine."""
@@ -141,26 +141,163 @@ def start_lab(root: Path, state: Path, env: dict[str, str]) -> LabServer:
     raise RuntimeError(f"JupyterLab did not answer within {STARTUP_SECONDS:.0f} s:\n{server.log_tail()}")
 
 
-def stop_lab(server: LabServer) -> list[str]:
-    """Shut the server and its kernels down; kill whatever of them is left. Returns what had to be killed.
+def stop_lab(server: LabServer) -> None:
+    """Shut the server and its kernels down, kill whatever of them outlives that, and check that none is left.
 
-    Kernels run in their own sessions (jupyter_client starts each in a new one), so killing
-    the server's process group would not reach them: they are collected as its
-    descendants before the polite ``/api/shutdown`` and killed if still alive after it.
+    Kernels run in sessions of their own (jupyter_client starts each in a new one), so
+    killing the server's process group would not reach them: they are collected as the
+    server's descendants before the polite ``/api/shutdown`` and killed if still alive.
+
+    Raises:
+        RuntimeError: some process of the server survived even ``SIGKILL``.
     """
     try:
-        family = [psutil.Process(server.process.pid), *psutil.Process(server.process.pid).children(recursive=True)]
+        root = psutil.Process(server.process.pid)
+        family = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         family = []
     with contextlib.suppress(OSError):
         _api(server, "/api/shutdown", method="POST")
     _, alive = psutil.wait_procs(family, timeout=SHUTDOWN_SECONDS)
-    killed = [" ".join(p.cmdline()) for p in alive if p.is_running()]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(server.process.pid, signal.SIGKILL)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    server.process.wait(timeout=5)
-    return killed
+    _, survivors = psutil.wait_procs(alive, timeout=5)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.process.wait(timeout=5)
+    if survivors:
+        raise RuntimeError(f"JupyterLab processes survived SIGKILL: {[p.pid for p in survivors]}")
+
+
+def shutdown_kernels(server: LabServer) -> None:
+    """Shut down every session (and so its kernel) of ``server``, freeing its memory between notebooks."""
+    for session in json.loads(_api(server, "/api/sessions")):
+        with contextlib.suppress(urllib.error.HTTPError):
+            _api(server, f"/api/sessions/{session['id']}", method="DELETE")
+
+
+@contextlib.contextmanager
+def screenshot_on_failure(page: Page, path: Path) -> Iterator[None]:
+    """On any exception inside, save a screenshot of ``page`` to ``path`` and re-raise naming it."""
+    try:
+        yield
+    except Exception as error:
+        try:
+            page.screenshot(path=path, full_page=True)
+            where = f"screenshot: {path}"
+        except Exception as shot_error:  # a crashed page cannot be photographed; say so, keep the cause
+            where = f"no screenshot ({shot_error})"
+        raise AssertionError(f"{error}\n{where}") from error
+
+
+# Every script below finds the notebook panel by its path: the page holds one workspace of its own.
+_PANEL = "const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);"
+
+_READY = f"""name => {{ if (!window.jupyterapp) return false; {_PANEL}
+  const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
+  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'; }}"""
+
+_STATE = f"""name => {{ {_PANEL}
+  const cells = panel.content.widgets;
+  const code = cells.filter(c => c.model.type === 'code');
+  const errors = [];
+  cells.forEach((c, i) => {{
+    if (c.model.type !== 'code') return;
+    for (const o of c.model.outputs.toJSON())
+      if (o.output_type === 'error') errors.push(`cell ${{i}}: ${{o.ename}}: ${{o.evalue}}`);
+  }});
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  return {{
+    id: panel.id,
+    status: kernel ? kernel.status : 'no kernel',
+    cells: cells.length,
+    rendered: panel.content.node.querySelectorAll('.jp-Cell').length,
+    code: code.length,
+    done: code.filter(c => c.model.executionCount !== null && c.model.executionState !== 'running').length,
+    errors,
+  }}; }}"""
+
+_FINISHED = f"""name => {{ {_PANEL}
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  if (!kernel || kernel.status === 'dead') return true;  // nothing more will run: the caller reports it
+  if (kernel.status !== 'idle') return false;
+  const code = panel.content.widgets.filter(c => c.model.type === 'code');
+  const failed = code.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
+  return failed || code.every(c => c.model.executionCount !== null && c.model.executionState !== 'running'); }}"""
+
+_RUN_ALL = f"""async name => {{ {_PANEL}
+  window.jupyterapp.shell.activateById(panel.id);
+  await window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');
+  return await window.jupyterapp.commands.execute('notebook:run-all-cells'); }}"""
+
+_PLAY = """async (root, seconds) => {
+  const players = [...root.querySelectorAll('audio')];
+  for (const a of players) { a.volume = 0; a.currentTime = 0; }
+  const started = await Promise.allSettled(players.map(a => a.play()));
+  const deadline = performance.now() + 1000 * seconds;
+  while (performance.now() < deadline && players.some(a => !(a.currentTime > 0)))
+    await new Promise(resolve => setTimeout(resolve, 100));
+  const report = players.map((a, i) => ({
+    index: i, classes: a.className, readyState: a.readyState, duration: a.duration, currentTime: a.currentTime,
+    error: a.error ? a.error.code : null, play: started[i].status === 'fulfilled' ? 'ok' : String(started[i].reason),
+  }));
+  for (const a of players) { a.pause(); a.currentTime = 0; }
+  return report; }"""
+
+_DIGEST = """async audio => {
+  const bytes = await (await fetch(audio.src)).arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return [...digest].map(b => b.toString(16).padStart(2, '0')).join(''); }"""
+
+
+class LabNotebook:
+    """One notebook opened in JupyterLab in ``page``, in a fresh workspace (no other tab restored)."""
+
+    def __init__(self, page: Page, server: LabServer, name: str, workspace: str) -> None:
+        self.page, self.name = page, name
+        page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{name}?token={server.token}")
+        page.wait_for_function(_READY, arg=name, timeout=STARTUP_SECONDS * 1000, polling=500)
+        self.node = page.locator(f"[id='{self.state()['id']}'] .jp-Notebook")
+
+    def state(self) -> dict:
+        """``{id, status, cells, rendered, code, done, errors}``: the panel's id, the kernel's status,
+        cells in the model and in the DOM, code cells and those executed, and error outputs."""
+        return self.page.evaluate(_STATE, self.name)
+
+    def run_all(self, timeout_s: float) -> dict:
+        """Clear every output, run all cells, and wait until the kernel is idle and every code cell
+        ran (or one raised: Run All stops there). Returns :meth:`state`."""
+        self.page.evaluate(_RUN_ALL, self.name)
+        try:
+            self.page.wait_for_function(_FINISHED, arg=self.name, timeout=timeout_s * 1000, polling=1000)
+        except PlaywrightTimeoutError:
+            raise AssertionError(f"{self.name}: Run All did not finish in {timeout_s:.0f} s: {self.state()}") from None
+        return self.state()
+
+    def text(self, css: str = "") -> str:
+        """The text content of the notebook, or of the first element matching ``css`` in it (hidden parts included)."""
+        target = self.node.locator(css).first if css else self.node
+        return target.evaluate("e => e.textContent")
+
+    def play(self, seconds: float, css: str = "") -> list[dict]:
+        """Start every ``<audio>`` in the notebook (or under the first ``css`` match) at volume 0, wait up
+        to ``seconds`` for all to advance, pause them; returns one report per player
+        (``readyState``, ``duration``, ``currentTime``, ``error``, ``play``: ``"ok"`` or the rejection)."""
+        target = self.node.locator(css).first if css else self.node
+        return target.evaluate(_PLAY, seconds)
+
+
+def audio_digest(audio: Locator) -> tuple[str, str]:
+    """``(src, SHA-256 of the bytes it serves)`` of the ``<audio>`` element ``audio``."""
+    return audio.evaluate("a => a.src"), audio.evaluate(_DIGEST)
+
+
+def silent_players(reports: list[dict]) -> list[dict]:
+    """The reports of :meth:`LabNotebook.play` whose player did not load or did not advance."""
+    return [
+        r for r in reports
+        if r["play"] != "ok" or r["error"] is not None or r["readyState"] < 2
+        or not (r["duration"] or 0) > 0 or not r["currentTime"] > 0
+    ]  # fmt: skip
