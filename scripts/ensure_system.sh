@@ -14,7 +14,7 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missi
 can_apt=""
 command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && can_apt=yes
 browser=""
-[ -n "$can_apt" ] && ! command -v chromium >/dev/null 2>&1 && browser=chromium
+[ -n "$can_apt" ] && ! command -v chromium >/dev/null 2>&1 && browser="chromium fonts-liberation"
 [ -z "$missing$browser" ] && exit 0
 
 if [ -n "$can_apt" ]; then
