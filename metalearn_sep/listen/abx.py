@@ -6,7 +6,7 @@ After N trials the widget reveals the answers, the score k/N and the one-sided b
 p-value ``P(K >= k)`` for ``K ~ Binomial(N, 1/2)``: the chance that someone who hears no
 difference (and so guesses) scores at least k. A small p (say below 0.05) is evidence that
 the difference is audible; a large one is not evidence of *no* difference, only of none
-heard in N trials (12 to 16 trials are common in codec tests; 8 can only reach p = 0.004).
+heard in N trials (with N = 8, even a perfect score only reaches p = 1/256 = 0.004).
 
 Fairness: A and B are matched in integrated loudness (ITU-R BS.1770, see
 :mod:`~metalearn_sep.listen.loudness`) before anything is played, because the louder clip
@@ -119,7 +119,8 @@ class ABX(StaticCopy, widgets.VBox):
         self._clips = {"A": matched[0] * peak_gain, "B": matched[1] * peak_gain}
         self.names = {"A": names[0], "B": names[1]}
         self._format = audio_format
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(seed)  # X and the excerpts
+        self._dither_rng = np.random.default_rng([seed, 1])  # apart, so the draws do not depend on the clips' length
         self._count = trials
         self.trials: list[Trial] = []
         self.revealed = False
@@ -155,7 +156,7 @@ class ABX(StaticCopy, widgets.VBox):
 
     def _excerpt(self, key: str, start: int) -> bytes:
         clip = self._clips[key][:, start : start + self._length]
-        u = self._rng.random((2, *clip.shape))
+        u = self._dither_rng.random((2, *clip.shape))
         dither = torch.from_numpy((u[0] - u[1]) * DITHER).float()
         return encode(clip + dither, self.sample_rate, self._format).data
 

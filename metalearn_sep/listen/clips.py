@@ -223,6 +223,7 @@ class Cell(NamedTuple):
     png: bytes | None = None
     note: str = ""
     alt: str = ""  # what the spectrogram shows, for its alt text
+    css_class: str = ""  # an extra CSS class of the cell's widget (e.g. the best cell of a row)
 
 
 class Row(NamedTuple):
@@ -247,8 +248,9 @@ def widget_grid(headers: list[str], rows: list[Row], cell_class: str | None = No
             if cell.note:
                 parts.append(widgets.HTML(f"<small>{html.escape(cell.note)}</small>"))
             box = widgets.VBox(parts)
-            if cell_class:
-                box.add_class(cell_class)
+            for css in (cell_class, cell.css_class):
+                if css:
+                    box.add_class(css)
             items.append(box)
     layout = widgets.Layout(
         grid_template_columns=f"repeat({len(headers)}, max-content)", grid_gap="4px 12px", align_items="center"

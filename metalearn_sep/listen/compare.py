@@ -127,7 +127,8 @@ class Compare(StaticCopy, widgets.VBox):
             score, gain = self.si_sdr[column][row], self.si_sdr_improvement[column][row]
             return "n/a (silent reference)" if math.isnan(score) else f"SI-SDR {score:.2f} dB ({gain:+.2f}){mark}"
 
-        cells = {key: Cell(encode(clip, sample_rate, audio_format), pngs.get(key), note(*key), f"spectrogram of {' '.join(key)}")
+        cells = {key: Cell(encode(clip, sample_rate, audio_format), pngs.get(key), note(*key), f"spectrogram of {' '.join(key)}",
+                           "metalearn-sep-best" if self.best.get(key[0]) == key[1] else "")
                  for key, clip in audio.items()}
         grid_rows = [Row(r, [cells.get((r, c)) for c in columns]) for r in ["mixture", *shown, RESIDUAL]]
         excerpt = excerpt_caption(mix.shape[-1], full_length, sample_rate, mix.shape[0])
@@ -142,9 +143,6 @@ class Compare(StaticCopy, widgets.VBox):
         self._text = "\n".join(text)
 
         grid = widget_grid(["", *columns], grid_rows, cell_class="metalearn-sep-compare-cell")
-        for item in grid.children:
-            if isinstance(item, widgets.VBox) and any(isinstance(w, widgets.HTML) and BEST in w.value for w in item.children):
-                item.add_class("metalearn-sep-best")
         super().__init__(children=[*([widgets.HTML(heading)] if heading else []), widgets.HTML(f"<small>{html.escape(caption)}</small>"), grid])
         self.add_class("metalearn-sep-compare")
         self.clips: dict[tuple[str, str], EncodedAudio] = {key: c.audio for key, c in cells.items()}

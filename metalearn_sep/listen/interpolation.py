@@ -34,7 +34,7 @@ def interpolated_extractor(model: MetaTasNet, mixture: torch.Tensor, first: int,
     ``mixture`` is ``(1, T)`` at ``sample_rate`` (any rate; it is resampled to the stages'
     rates and back) and is scaled to unit standard deviation and back, as in training.
     """
-    if not isinstance(model, MetaTasNet) or not model.config.get("generated", True) or model.stages[0].embedding is None:
+    if not isinstance(model, MetaTasNet) or model.stages[0].embedding is None:
         raise ValueError("interpolated_extractor needs a MetaTasNet in generated mode (its stages own embedding tables).")
     rows = [k for k in range(len(SOURCES)) if k not in (first, second)]
     if first == second or {first, second} - set(range(len(SOURCES))):
