@@ -89,9 +89,67 @@ def _detect_layout(subset_dir: Path) -> tuple[bool, bool]:
     return has_hq, has_stems
 
 
+class EmptySplitError(FileNotFoundError):
+    """A MUSDB18 folder that holds tracks, none of them in the requested split (e.g. no validation track)."""
 
 
-class MusdbDataset(torch.utils.data.Dataset):
+class Excerpts(torch.utils.data.Dataset):
+    """The item semantics of :class:`MusdbDataset`, shared with the decoded cache (:class:`~metalearn_sep.data.cache.CachedMusdb`).
+
+    Holds the checked arguments and maps an item index to an :class:`Excerpt` (see
+    :class:`MusdbDataset` for the rules); a subclass lists its tracks in :attr:`names` and
+    gives each track's native length with :meth:`_native`.
+    """
+
+    def _set_excerpts(self, split: str, sample_rate: int, segment: float | None, stereo: bool,
+                      samples_per_track: int, random_crop: bool | None, seed: int) -> None:
+        """Check and keep the arguments every MUSDB18 dataset takes."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}.")
+        if not isinstance(stereo, bool):
+            raise ValueError(f"stereo must be True or False, got {stereo!r}.")
+        if random_crop is not None and not isinstance(random_crop, bool):
+            raise ValueError(f"random_crop must be True, False or None, got {random_crop!r}.")
+        check_int(samples_per_track, "samples_per_track")
+        check_seed(seed)
+        self.split = split
+        self.sample_rate = check_rate(sample_rate)
+        self.segment = None if segment is None else check_duration(segment, "segment")
+        self.stereo = stereo
+        self.samples_per_track = int(samples_per_track) if split == "train" else 1
+        self.random_crop = split == "train" if random_crop is None else random_crop
+        self.seed = int(seed)
+
+    @property
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _native(self, track: int) -> tuple[int, int]:
+        """``(samples, rate)`` of track ``track`` as stored in MUSDB18 (44.1 kHz)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.names) * self.samples_per_track
+
+    def excerpt(self, index: int) -> Excerpt:
+        """Which track item ``index`` comes from, and where (samples at the track's own rate)."""
+        if not is_int(index) or not 0 <= index < len(self):
+            raise IndexError(f"{type(self).__name__} index must be an integer in [0, {len(self)}), got {index!r}.")
+        index = int(index)
+        track_index, k = divmod(index, self.samples_per_track)
+        if self.segment is None:
+            return Excerpt(track_index, 0, None)
+        samples, rate = self._native(track_index)
+        length = int(round(self.segment * rate))
+        room = max(samples - length, 0)
+        if self.random_crop:
+            start = int(np.random.default_rng((self.seed, index)).integers(0, room + 1))
+        else:
+            start = int(round((k + 0.5) / self.samples_per_track * room))
+        return Excerpt(track_index, start, length)
+
+
+class MusdbDataset(Excerpts):
     """MUSDB18 / MUSDB18-HQ songs as ``(mixture [C, T], stems [4, C, T])`` float32 items.
 
     Items. ``"train"`` has ``len(tracks) * samples_per_track`` items: item ``i`` is an excerpt
@@ -144,25 +202,12 @@ class MusdbDataset(torch.utils.data.Dataset):
         mixture: str = "sum",
         seed: int = 0,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}.")
         if mixture not in MIXTURES:
             raise ValueError(f"mixture must be one of {', '.join(map(repr, MIXTURES))}, got {mixture!r}.")
-        if not isinstance(stereo, bool):
-            raise ValueError(f"stereo must be True or False, got {stereo!r}.")
-        for name, flag in (("is_wav", is_wav), ("random_crop", random_crop)):
-            if flag is not None and not isinstance(flag, bool):
-                raise ValueError(f"{name} must be True, False or None, got {flag!r}.")
-        check_int(samples_per_track, "samples_per_track")
-        check_seed(seed)
-        self.split = split
-        self.sample_rate = check_rate(sample_rate)
-        self.segment = None if segment is None else check_duration(segment, "segment")
-        self.stereo = stereo
-        self.samples_per_track = int(samples_per_track) if split == "train" else 1
-        self.random_crop = split == "train" if random_crop is None else random_crop
+        if is_wav is not None and not isinstance(is_wav, bool):
+            raise ValueError(f"is_wav must be True, False or None, got {is_wav!r}.")
+        self._set_excerpts(split, sample_rate, segment, stereo, samples_per_track, random_crop, seed)
         self.mixture = mixture
-        self.seed = int(seed)
 
         self.root = self._resolve_root(root)
         subset = "test" if split == "test" else "train"
@@ -176,7 +221,7 @@ class MusdbDataset(torch.utils.data.Dataset):
         )
         self.tracks = list(db.tracks)
         if not self.tracks:  # the folder holds tracks (checked above), so the split emptied it
-            raise FileNotFoundError(self._empty_split_message(db.setup["validation_tracks"]))
+            raise EmptySplitError(self._empty_split_message(db.setup["validation_tracks"]))
         for track in self.tracks:
             self._check_track(track, subset)
 
@@ -258,25 +303,8 @@ class MusdbDataset(torch.utils.data.Dataset):
         """Track names (``"Artist - Title"``), in :attr:`tracks` order (sorted, as ``musdb`` lists them)."""
         return [track.name for track in self.tracks]
 
-    def __len__(self) -> int:
-        return len(self.tracks) * self.samples_per_track
-
-    def excerpt(self, index: int) -> Excerpt:
-        """Which track item ``index`` comes from, and where (samples at the track's own rate)."""
-        if not is_int(index) or not 0 <= index < len(self):
-            raise IndexError(f"{type(self).__name__} index must be an integer in [0, {len(self)}), got {index!r}.")
-        index = int(index)
-        track_index, k = divmod(index, self.samples_per_track)
-        if self.segment is None:
-            return Excerpt(track_index, 0, None)
-        track = self.tracks[track_index]
-        length = int(round(self.segment * track.rate))
-        room = max(track.samples - length, 0)
-        if self.random_crop:
-            start = int(np.random.default_rng((self.seed, index)).integers(0, room + 1))
-        else:
-            start = int(round((k + 0.5) / self.samples_per_track * room))
-        return Excerpt(track_index, start, length)
+    def _native(self, track: int) -> tuple[int, int]:
+        return self.tracks[track].samples, self.tracks[track].rate
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``index``: ``(mixture [C, T], stems [4, C, T])``, float32, at :attr:`sample_rate`."""
