@@ -299,7 +299,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 def musdb_root(musdb: str | os.PathLike | None = None) -> str | None:
-    """The MUSDB18 folder to train on: ``musdb``, else ``$MUSDB_PATH``, else ``None`` (the synthetic band)."""
+    """The MUSDB18 folder (or cache) to train on: ``musdb``, else ``$MUSDB_PATH``, else ``None`` (the synthetic band)."""
     return str(musdb) if musdb else os.environ.get(MUSDB_ENV) or None
 
 
@@ -329,7 +329,11 @@ def build_data(recipe: Recipe, musdb: str | os.PathLike | None = None) -> tuple[
     """``(train, valid)`` datasets of ``(mixture [C, T], stems [4, C, T])`` at ``data.sample_rate``.
 
     The synthetic band when :func:`musdb_root` gives no folder, else MUSDB18's train and
-    valid splits (``FileNotFoundError`` for a missing folder). Training crops are
+    valid splits (``FileNotFoundError`` for a missing folder) through
+    :func:`~metalearn_sep.data.cache.musdb_dataset`: from memory-mapped arrays when the
+    folder is a ``prepare-musdb`` cache (it holds ``manifest.json``; ``ValueError`` naming
+    the command that adds ``data.sample_rate`` when it lacks that rate), else decoded crop
+    by crop (fine on a CPU; it prints once the command that builds a cache). Training crops are
     ``data.segment`` seconds, through :class:`AugmentedDataset` when ``data.augment``
     (mono then); validation songs are the first ``data.valid_songs`` of the valid split,
     mono, ``data.valid_seconds`` long (for MUSDB18 the middle of each song), as the
@@ -341,11 +345,11 @@ def build_data(recipe: Recipe, musdb: str | os.PathLike | None = None) -> tuple[
         songs = BandDataset("train", rate, segment=data["segment"], song_duration=data["song_seconds"], stereo=data["stereo"])
         valid = BandDataset("valid", rate, segment=None, song_duration=data["valid_seconds"], size=data["valid_songs"])
     else:
-        from .data.musdb import MusdbDataset
+        from .data.cache import musdb_dataset
 
-        songs = MusdbDataset(root, "train", sample_rate=rate, segment=data["segment"], stereo=data["stereo"],
-                             samples_per_track=data["samples_per_track"], seed=seed)
-        held_out = MusdbDataset(root, "valid", sample_rate=rate, segment=data["valid_seconds"], stereo=False)
+        songs = musdb_dataset(root, "train", rate, segment=data["segment"], stereo=data["stereo"],
+                              samples_per_track=data["samples_per_track"], seed=seed)
+        held_out = musdb_dataset(root, "valid", rate, segment=data["valid_seconds"], stereo=False)
         valid = Subset(held_out, range(min(data["valid_songs"], len(held_out))))
     return (AugmentedDataset(songs, seed=seed) if data["augment"] else songs), valid
 

@@ -170,7 +170,8 @@ def _open_splits(root: str | os.PathLike, is_wav: bool | None) -> dict[str, Musd
     splits = {}
     for split in SPLITS:
         try:
-            splits[split] = MusdbDataset(root, split, sample_rate=44100, segment=None, is_wav=is_wav, mixture="file")
+            splits[split] = MusdbDataset(root, split, sample_rate=44100, segment=None, is_wav=is_wav,
+                                         samples_per_track=1, mixture="file")  # item i = track i
         except EmptySplitError:  # e.g. a folder without musdb's validation tracks
             continue
         is_wav = splits[split].is_wav  # every split in one format
