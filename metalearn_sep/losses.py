@@ -41,6 +41,7 @@ from .audio import fit_length, resample, unit_scale
 from .checkpoint import unwrap_model
 from .checks import check_rate
 from .metrics import si_sdr
+from .precision import full_precision
 from .models.meta_tasnet import MetaTasNet, Stage, StageOutput
 
 ENERGY_FLOOR = 1e-8
@@ -68,9 +69,10 @@ def si_snr_loss(
     """
     if present is None:
         present = presence(references)
-    values = si_sdr(estimates, references, zero_mean=zero_mean)  # (batch, source, channel)
-    weight = present.to(values.dtype).unsqueeze(-1).expand_as(values)
-    return -(values * weight).sum() / weight.sum().clamp(min=1)
+    with full_precision(estimates.device):  # energies summed over a whole crop: float32 even under bf16 autocast
+        values = si_sdr(estimates.float(), references.float(), zero_mean=zero_mean)  # (batch, source, channel)
+        weight = present.to(values.dtype).unsqueeze(-1).expand_as(values)
+        return -(values * weight).sum() / weight.sum().clamp(min=1)
 
 
 # ----------------------------------------------------------------------------- the four terms
@@ -106,9 +108,10 @@ def source_si_snr(estimates: torch.Tensor, references: torch.Tensor, present: to
     Returns:
         ``(K,)``; 0 for a source that is present in no example (it then adds nothing to the loss).
     """
-    values = clamped_si_snr(estimates, references)  # (batch, K, channel)
-    weight = present.to(values.dtype).unsqueeze(-1).expand_as(values)
-    return (values * weight).sum((0, 2)) / weight.sum((0, 2)).clamp(min=1)
+    with full_precision(estimates.device):  # energies summed over a whole crop: float32 even under bf16 autocast
+        values = clamped_si_snr(estimates.float(), references.float())  # (batch, K, channel)
+        weight = present.to(values.dtype).unsqueeze(-1).expand_as(values)
+        return (values * weight).sum((0, 2)) / weight.sum((0, 2)).clamp(min=1)
 
 
 def _check_latents(latents: torch.Tensor, present: torch.Tensor, what: str) -> None:
@@ -137,7 +140,7 @@ def dissimilarity_loss(latents: torch.Tensor, present: torch.Tensor) -> torch.Te
         number of (example, pair) with both stems present, averaged over frames; 0 if there is no such pair.
     """
     _check_latents(latents, present, "dissimilarity_loss")
-    with torch.autocast(latents.device.type, enabled=False):  # cosines in float32, even under bf16 autocast
+    with full_precision(latents.device):  # cosines in float32, even under bf16 autocast
         unit = _unit(latents.abs())
         cosine = torch.einsum("bint,bjnt->bijt", unit, unit)  # (batch, K, K, frames)
     first, second = torch.triu_indices(latents.shape[1], latents.shape[1], offset=1, device=latents.device)
@@ -160,8 +163,9 @@ def similarity_loss(latents: torch.Tensor, present: torch.Tensor) -> torch.Tenso
         example is compared with itself (S = 1), as in the original code.
     """
     _check_latents(latents, present, "similarity_loss")
-    unit = _unit(latents)
-    cosine = (unit * unit.roll(1, dims=0)).sum(2)  # (batch, K, frames)
+    with full_precision(latents.device):
+        unit = _unit(latents)
+        cosine = (unit * unit.roll(1, dims=0)).sum(2)  # (batch, K, frames)
     weight = (present & present.roll(1, dims=0)).to(cosine.dtype)
     total = (cosine * weight.unsqueeze(-1)).sum((0, 1))
     return (total / weight.sum().clamp(min=1)).mean()
@@ -186,16 +190,17 @@ class StageLoss:
     dissimilarity: torch.Tensor | None = None
     similarity: torch.Tensor | None = None
 
-    def logs(self, prefix: str, present: torch.Tensor) -> dict[str, float]:
-        """``{prefix}sisnr_<source>`` (NaN for a source present nowhere in the batch), ``{prefix}rec/dis/sim``."""
-        counts = present.sum(0).tolist()
-        logs = {
-            f"{prefix}sisnr_{name}": float(value) if count else float("nan")
-            for name, value, count in zip(SOURCES, self.si_snr.tolist(), counts)
-        }
+    def logs(self, prefix: str, present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{prefix}sisnr_<source>`` (NaN for a source present nowhere in the batch), ``{prefix}rec/dis/sim``.
+
+        Detached 0-dim tensors on the loss's device, not Python floats: reading each one would
+        wait for the GPU a dozen times per step; the Trainer copies them all at once.
+        """
+        values = torch.where(present.any(0), self.si_snr.detach(), torch.nan)
+        logs = {f"{prefix}sisnr_{name}": value for name, value in zip(SOURCES, values.unbind())}
         for key, term in (("rec", self.reconstruction), ("dis", self.dissimilarity), ("sim", self.similarity)):
             if term is not None:
-                logs[prefix + key] = term.item()
+                logs[prefix + key] = term.detach()
         return logs
 
 
@@ -315,12 +320,12 @@ class MetaTasNetObjective:
         plain = self._plain(model)
         inputs = plain.stage_inputs(mixture / scale, self.data_rate, pad=True)
         last = model(inputs)[-1].estimates.float()  # (batch * C, 4, 1, T_last)
-        with torch.autocast(mixture.device.type, enabled=False):
+        with full_precision(mixture.device):
             last = fit_length(resample(last, plain.sample_rates[-1], self.data_rate), length)
         last = last * scale.unsqueeze(1)
         return last.reshape(batch, channels, len(SOURCES), length).transpose(1, 2)
 
-    def __call__(self, model: nn.Module, mixture: torch.Tensor, stems: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, model: nn.Module, mixture: torch.Tensor, stems: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``Σ_s L_s`` on one batch, and the logged terms."""
         self._check_batch(mixture, stems)
         batch, channels, length = mixture.shape
@@ -339,7 +344,7 @@ class MetaTasNetObjective:
             )
             total = total + terms.loss
             logs.update(terms.logs(f"stage{s}_", present))
-        logs["loss"] = total.item()
+        logs["loss"] = total.detach()
         return total, logs
 
     def __repr__(self) -> str:

@@ -73,6 +73,7 @@ import torch
 from .audio import fit_length, resample, unit_level
 from .checks import check_duration, check_rate, check_waveform
 from .heap import HeapGuard, reused_heap
+from .precision import resolve_amp
 from .models.separator import Separator
 from .progress import progress_bar
 from .rescale import least_squares_gains
@@ -155,9 +156,7 @@ class SeparationPlan:
         if isinstance(context_seconds, bool) or not isinstance(context_seconds, (int, float)) or not 0 <= context_seconds < math.inf:
             raise ValueError(f"context_seconds must be a non-negative number of seconds, got {context_seconds!r}.")
         device = _resolve_device(model, device)
-        amp = device.type == "cuda" if amp is None else bool(amp)
-        if amp and device.type not in ("cuda", "cpu"):
-            raise ValueError(f"bf16 autocast is offered on CUDA and CPU only; this run is on {device}.")
+        amp = resolve_amp(device, amp)
         together = device.type == "cuda" if batch_channels is None else bool(batch_channels)
         base, stride = model.sample_rates[0], model.stride
         if protocol == "original":

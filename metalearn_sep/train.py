@@ -11,7 +11,9 @@ Around it sit the things a course needs and a notebook should not re-write:
   intact) that resume *exactly*: the batch order is a function of (seed, step), and the
   random generators are saved, so a run interrupted and resumed on the CPU ends with
   the same weights as an uninterrupted one;
-* device selection (cuda, mps, cpu), bf16 autocast on CUDA, optional ``torch.compile``;
+* device selection (cuda, mps, cpu); bf16 autocast where the GPU has bf16, fp32 elsewhere, TF32 and
+  cuDNN's autotuner on CUDA (:mod:`metalearn_sep.precision`); pinned memory and non-blocking
+  copies; optional ``torch.compile``;
 * ``torch.distributed``: when a process group is initialised (``torchrun``), the model
   is wrapped in ``DistributedDataParallel``, each rank takes its share of every global
   batch, metrics are averaged over ranks and only rank 0 writes and prints.
@@ -20,6 +22,7 @@ Around it sit the things a course needs and a notebook should not re-write:
 from __future__ import annotations
 
 import copy
+import math
 import os
 import random
 import time
@@ -37,9 +40,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import SOURCES
 from .checkpoint import load_checkpoint, model_state, save_checkpoint
 from .config import default_device
+from .cost import out_of_memory_message
 from .losses import si_snr_loss
 from .metrics import si_sdr_improvement
 from .optim import build_optimizer, build_schedule
+from .precision import configure_backends, resolve_amp
 from .progress import progress_bar
 
 
@@ -125,8 +130,7 @@ class StepBatchSampler(Sampler[list[int]]):
     def __init__(self, size: int, batch_size: int, seed: int, start_step: int, stop_step: int, rank: int = 0, world: int = 1) -> None:
         if size < batch_size:
             raise ValueError(f"The training set has {size} items, fewer than one batch of {batch_size}.")
-        if batch_size % world:
-            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world}).")
+        check_split(batch_size, world)
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.start, self.stop, self.rank, self.world = start_step, stop_step, rank, world
         self.per_epoch = size // batch_size
@@ -147,6 +151,27 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self.stop - self.start
+
+
+def check_split(batch_size: int, world: int) -> None:
+    """Refuse a global batch that ``world`` processes cannot share equally (one sentence saying what would)."""
+    if batch_size % world == 0:
+        return
+    divisors = [d for d in range(1, min(batch_size, world) + 1) if batch_size % d == 0]
+    raise ValueError(
+        f"{world} processes cannot share a batch of {batch_size} examples equally: start torchrun with "
+        f"--nproc-per-node {max(divisors)} (or another divisor of {batch_size}), or make batch_size a multiple of {world}."
+    )
+
+
+def _floats(logs: dict[str, Any]) -> dict[str, float]:
+    """An objective's logs as Python floats, tensors copied to the host in one transfer (one wait for the GPU)."""
+    tensors = {k: v for k, v in logs.items() if isinstance(v, torch.Tensor)}
+    floats = {k: float(v) for k, v in logs.items() if k not in tensors}
+    if tensors:
+        values = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist()
+        floats.update(zip(tensors, values))
+    return floats
 
 
 def _rng_state() -> dict[str, Any]:
@@ -224,8 +249,9 @@ class Trainer:
         objective: default :class:`SeparationObjective` (negative SI-SNR).
         checkpoint: file for checkpoints (written atomically); ``None`` for none.
         device: default the best available (cuda, mps, cpu).
-        amp: bf16 autocast; default on for CUDA, off elsewhere.
-        compile: wrap the model in ``torch.compile``.
+        amp: bf16 autocast; default (``None``) on for a CUDA GPU with native bf16, off elsewhere
+            (:func:`~metalearn_sep.precision.resolve_amp`; ``True`` on the CPU is allowed, for tests).
+        compile: wrap the model in ``torch.compile`` (feed crops of one length, or it recompiles).
         progress: show a tqdm bar.
 
     Usage::
@@ -252,10 +278,10 @@ class Trainer:
     ) -> None:
         self.config = copy.deepcopy(config) if config is not None else TrainerConfig()
         self.device = torch.device(device) if device is not None else default_device()
-        self.amp = self.device.type == "cuda" if amp is None else bool(amp)
-        if self.amp and self.device.type != "cuda":
-            raise ValueError(f"bf16 autocast is offered on CUDA only; this run is on {self.device}.")
+        self.amp = resolve_amp(self.device, amp)
+        configure_backends(self.device)
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        check_split(self.config.batch_size, self.world)
         self.model = model.to(self.device)
         self.train_data, self.valid_data = train_data, valid_data
         self.objective = objective or SeparationObjective()
@@ -346,19 +372,25 @@ class Trainer:
         """One optimisation step on one batch; returns the logged values."""
         self.model.train()
         mixture, stems = mixture.to(self.device, non_blocking=True), stems.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            loss, logs = self.objective(self._forward_model, mixture, stems)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"The loss became {loss.item()} at step {self.step}; lower the learning rate or check the data.")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        record = {"step": self.step + 1, "loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"]}
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                loss, logs = self.objective(self._forward_model, mixture, stems)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"The loss became {value} at step {self.step}; lower the learning rate or check the data.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except torch.OutOfMemoryError:
+            loss = logs = None  # free the step's activations before measuring what would fit
+            raise MemoryError(out_of_memory_message(self._forward_model, self.objective, mixture, self.config.optimizer,
+                                                    self.device, self.world)) from None
+        record = {"step": self.step + 1, "loss": value, "lr": self.optimizer.param_groups[0]["lr"]}
         if self.config.clip_grad:
             record["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad))
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        record.update({k: float(v) for k, v in logs.items()})
+        record.update(_floats(logs))
         return record
 
     def validate(self) -> dict[str, float]:

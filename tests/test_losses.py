@@ -175,11 +175,17 @@ def test_bad_latent_shapes_are_named():
 # ----------------------------------------------------------------------------- the Trainer objective
 
 
+def floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in logs.items()}
+
+
 def test_objective_loss_is_the_sum_of_the_logged_terms():
     model = tiny_model()
     stems = band_like(3, 1613)
     loss, logs = MetaTasNetObjective(data_rate=16000)(model, stems.sum(1), stems)
     assert torch.isfinite(loss) and loss.requires_grad
+    assert all(v.dim() == 0 and not v.requires_grad for v in logs.values())  # the Trainer reads them all at once
+    logs = floats(logs)
     expected = 0.0
     for s in range(2):
         sisnr = [logs[f"stage{s}_sisnr_{name}"] for name in SOURCES]
@@ -195,6 +201,7 @@ def test_a_weight_of_zero_removes_its_term():
     for kept in ("rec", "dis", "sim"):
         weights = {f"lambda_{k}": (1.0 if k == kept else 0.0) for k in ("rec", "dis", "sim")}
         loss, logs = MetaTasNetObjective(data_rate=16000, **weights)(model, stems.sum(1), stems)
+        logs = floats(logs)
         for s in range(2):
             assert f"stage{s}_{kept}" in logs
             assert not {f"stage{s}_{k}" for k in ("rec", "dis", "sim") if k != kept} & logs.keys()
@@ -208,6 +215,7 @@ def test_a_source_silent_in_the_whole_batch_is_logged_as_nan_and_adds_nothing():
     stems = band_like(2, 1600)
     stems[:, 2] = 0.0
     loss, logs = MetaTasNetObjective(data_rate=16000, lambda_rec=0, lambda_dis=0, lambda_sim=0)(model, stems.sum(1), stems)
+    logs = floats(logs)
     assert math.isnan(logs["stage0_sisnr_other"]) and math.isnan(logs["stage1_sisnr_other"])
     present = [n for n in SOURCES if n != "other"]
     assert loss.item() == pytest.approx(-sum(logs[f"stage{s}_sisnr_{n}"] for s in range(2) for n in present), rel=1e-5)

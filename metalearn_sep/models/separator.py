@@ -22,6 +22,7 @@ from torch import nn
 
 from ..audio import fit_length, resample
 from ..checks import check_rate
+from ..precision import full_precision
 
 
 def check_mixture(mixture: object, what: str) -> None:
@@ -86,5 +87,5 @@ class Separator(nn.Module):
                 f"The signal of {signal.shape[-1]} samples at {rate} Hz is shorter than one latent frame "
                 f"({self.stride} samples at {rates[0]} Hz)."
             )
-        with torch.autocast(signal.device.type, enabled=False):
+        with full_precision(signal.device):
             return [fit_length(resample(signal.float(), rate, r), frames * self.stride * 2**s) for s, r in enumerate(rates)]
