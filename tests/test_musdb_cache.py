@@ -49,6 +49,12 @@ def cache(hq_root, tmp_path_factory) -> Path:
     return prepare_musdb(hq_root, tmp_path_factory.mktemp("built") / "cache", RATES, progress=False)
 
 
+@pytest.fixture(scope="module")
+def stems_cache(stems_root, tmp_path_factory) -> Path:
+    """A cache of the .stem.mp4 folder, which has no validation track."""
+    return prepare_musdb(stems_root, tmp_path_factory.mktemp("built_stems") / "cache", 8000, progress=False)
+
+
 @pytest.fixture
 def copy(cache, tmp_path) -> Path:
     """A copy of the cache this test may damage."""
@@ -80,7 +86,8 @@ def test_whole_tracks_equal_musdb_dataset_bit_for_bit(hq_root, cache, rate):
             (mix, stems), (mix_ref, stems_ref) = cached[i], decoded[i]
             assert stems.dtype == torch.float32 and stems.shape == (4, 2, stems_ref.shape[-1])
             assert torch.equal(stems, stems_ref) and torch.equal(mix, mix_ref)
-    mono, mono_ref = CachedMusdb(cache, "test", rate, segment=None, stereo=False)[0], MusdbDataset(hq_root, "test", rate, segment=None, stereo=False)[0]
+    mono = dict(segment=None, stereo=False)
+    mono, mono_ref = CachedMusdb(cache, "test", rate, **mono)[0], MusdbDataset(hq_root, "test", rate, **mono)[0]
     assert mono[1].shape[1] == 1 and torch.allclose(mono[1], mono_ref[1], atol=1e-6)
 
 
@@ -102,13 +109,13 @@ def test_crops_are_musdb_dataset_excerpts(hq_root, cache):
     valid = CachedMusdb(cache, "valid", RATE, segment=1.0)
     assert valid.excerpt(0) == MusdbDataset(hq_root, "valid", RATE, segment=1.0).excerpt(0) == (0, int(0.25 * RATE), RATE)
     assert [low.excerpt(i) for i in range(10)] == [CachedMusdb(cache, "train", 8000, **args).excerpt(i) for i in range(10)]
-    assert [low.excerpt(i).start for i in range(5)] != [CachedMusdb(cache, "train", 8000, **{**args, "seed": 4}).excerpt(i).start for i in range(5)]
+    reseeded = CachedMusdb(cache, "train", 8000, **{**args, "seed": 4})
+    assert [low.excerpt(i).start for i in range(5)] != [reseeded.excerpt(i).start for i in range(5)]
 
 
-def test_the_stems_variant_is_exact_too(stems_root, tmp_path):
-    out = prepare_musdb(stems_root, tmp_path / "cache", 8000, progress=False)
-    assert manifest(out)["variant"] == "stems" and manifest(out)["source"] == str(stems_root)
-    cached, decoded = CachedMusdb(out, "test", 8000, segment=None), MusdbDataset(stems_root, "test", 8000, segment=None)
+def test_the_stems_variant_is_exact_too(stems_root, stems_cache):
+    assert manifest(stems_cache)["variant"] == "stems" and manifest(stems_cache)["source"] == str(stems_root)
+    cached, decoded = CachedMusdb(stems_cache, "test", 8000, segment=None), MusdbDataset(stems_root, "test", 8000, segment=None)
     assert torch.equal(cached[0][1], decoded[0][1])
 
 
@@ -227,10 +234,10 @@ def test_resuming_refuses_another_variant_format_or_copy(stems_root, hq_root, co
         prepare_musdb(hq_root, tmp_path / "busy", progress=False)
 
 
-def test_a_split_without_tracks_is_refused(stems_root, tmp_path):
-    out = prepare_musdb(stems_root, tmp_path / "cache", 8000, progress=False)
-    with pytest.raises(FileNotFoundError, match=re.escape(f"Cache {out} holds no 'valid' tracks (its tracks: train 1, valid 0, test 1)")):
-        CachedMusdb(out, "valid", 8000)
+def test_a_split_without_tracks_is_refused(stems_cache):
+    message = f"Cache {stems_cache} holds no 'valid' tracks (its tracks: train 1, valid 0, test 1)"
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        CachedMusdb(stems_cache, "valid", 8000)
 
 
 # ----------------------------------------------------------------------------- in training

@@ -109,7 +109,8 @@ class AugmentedDataset(Dataset):
 
     Args:
         dataset: items ``(mixture [C, T], stems [4, C, T])``, each a pure function of its
-            index (:class:`~metalearn_sep.data.band.BandDataset`, :class:`~metalearn_sep.data.musdb.MusdbDataset`).
+            index (:class:`~metalearn_sep.data.band.BandDataset`, :class:`~metalearn_sep.data.musdb.MusdbDataset`,
+            :class:`~metalearn_sep.data.cache.CachedMusdb`).
         seed: non-negative integer fixing every random choice.
         gain: ``(low, high)`` of the uniform per-stem gain; ``(1, 1)`` turns gains off.
         random_channel: pick one channel per stem (mono output); False keeps all channels.

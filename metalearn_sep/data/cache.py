@@ -130,11 +130,12 @@ def _write_durably(path: Path, write: Callable[[BinaryIO], None]) -> str:
         digest = _sha256(Path(tmp))
 
     atomic_write(path, synced)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself
-    finally:
-        os.close(folder)
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: the rename itself reaches the disk too
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return digest
 
 
@@ -278,6 +279,9 @@ class CachedMusdb(Excerpts):
     or spawn) each map the files and share the page cache; a pickled dataset carries no audio.
     Wrap it in :class:`~metalearn_sep.data.augment.AugmentedDataset` for the recipe's
     augmentations (cross-song remixes included), as any MUSDB18 dataset.
+
+    Attributes beside ``MusdbDataset``'s (:attr:`names`, :meth:`excerpt`, ``split``, ...):
+    ``cache`` (the folder), ``source`` (the MUSDB18 folder it was built from), ``variant``.
 
     Args:
         cache: the folder :func:`prepare_musdb` wrote.

@@ -29,6 +29,10 @@ with soundfile at the same positions (the files ``musdb`` lists): it seeks exact
 the stored samples bit for bit (``musdb`` pipes wav through ffmpeg as 16-bit) and is several
 times faster than ``musdb``'s ffprobe + ffmpeg process per stem (the timing is in
 ``benchmarks/RESULTS.md``, under "other").
+
+Training on a GPU needs faster crops than any decoding gives: :mod:`metalearn_sep.data.cache`
+decodes the folder once (``python -m metalearn_sep prepare-musdb``) and serves the same items
+(:class:`Excerpts` holds the index semantics both datasets share) from memory-mapped arrays.
 """
 
 from __future__ import annotations
