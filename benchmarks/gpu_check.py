@@ -38,7 +38,7 @@ import torch
 
 from metalearn_sep import SOURCES
 from metalearn_sep.atomic import atomic_write_text
-from metalearn_sep.cost import GIB, GPUS, estimate, measure_step
+from metalearn_sep.cost import GIB, estimate, gpu_class, measure_step
 from metalearn_sep.losses import MetaTasNetObjective
 from metalearn_sep.models import MetaTasNet
 from metalearn_sep.precision import has_bf16
@@ -48,14 +48,6 @@ from metalearn_sep.train import Trainer, TrainerConfig
 
 CHAPTERS = ("01", "02", "03", "04", "05")
 WARMUP, TIMED = 3, 8
-
-
-def gpu_class(name: str) -> str:
-    """The :data:`~metalearn_sep.cost.GPUS` entry a device name belongs to (the nearest: T4 for unknown pre-Ampere cards)."""
-    for key in GPUS:
-        if key.lower() in name.lower():
-            return key
-    return "A100" if has_bf16("cuda") else "T4"
 
 
 def step_time(build: Callable[[], torch.nn.Module], objective: Any, batch: int, samples: int, optimizer: str,
@@ -122,8 +114,8 @@ def main() -> int:
         return args.budget_minutes * 60 - (time.perf_counter() - began)
 
     name = torch.cuda.get_device_name()
-    klass = GPUS[gpu_class(name)]
     bf16 = has_bf16("cuda")
+    klass = gpu_class(name, bf16)
     result: dict[str, Any] = {"device": name, "plan_class": klass.name, "bf16": bf16, "torch": torch.__version__,
                               "date": time.strftime("%Y-%m-%d"), "steps": [], "skipped": []}
     print(f"{name}: compared with the plan's {klass.name}; bf16 {'native' if bf16 else 'absent (fp32 only)'}")

@@ -211,3 +211,11 @@ def out_of_memory_message(model: nn.Module, objective: Objective, mixture: torch
         return f"{what}; the estimate fits not even one such crop in {total / GIB:.0f} GiB: shorten data.segment or narrow the model."
     return (f"{what}; the estimate fits at most {fits} per process in {total / GIB:.0f} GiB: set training.batch_size to "
             f"{fits * world} or less (benchmarks/plan_gpu.py estimates each setting's memory).")
+
+
+def gpu_class(device_name: str, bf16: bool) -> GPU:
+    """The :data:`GPUS` entry a CUDA device belongs to: by name, else A100 for a GPU with bf16 and T4 without."""
+    for key, gpu in GPUS.items():
+        if key.lower() in device_name.lower():
+            return gpu
+    return GPUS["A100" if bf16 else "T4"]

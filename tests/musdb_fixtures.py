@@ -19,11 +19,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from metalearn_sep import SOURCES
+from metalearn_sep.data import musdb_folder
 
-RATE = 44100
+RATE = musdb_folder.RATE
 CUTOFF = 3000.0
 LEVELS = {"drums": 0.02, "bass": 0.04, "other": 0.06, "vocals": 0.08}
 MIX_GAIN = 0.9
@@ -41,50 +41,18 @@ def fake_stems(name: str, seconds: float, rate: int = RATE) -> np.ndarray:
     return (levels * noise).transpose(0, 2, 1)
 
 
-def band_stems(name: str, seconds: float, rate: int = RATE) -> np.ndarray:
-    """Stereo stems of the synthetic band's song seeded by ``name``: ``(4, time, 2)`` float64 in SOURCES order."""
-    from metalearn_sep.data.band import synthesize
-
-    stems = synthesize(zlib.crc32(name.encode()), rate, seconds, stereo=True)  # (4, 2, time)
-    return stems.double().numpy().transpose(0, 2, 1)
-
-
 def write_hq(root: Path, songs: dict[str, float], channels: int = 2, *, render=fake_stems, mix_gain: float = MIX_GAIN) -> Path:
-    """Write MUSDB18-HQ folders ``root/<subset>/<name>/{mixture,drums,bass,other,vocals}.wav`` (16-bit).
-
-    ``render(name, seconds)`` gives the ``(4, time, 2)`` stems; the mixture is ``mix_gain`` times their sum.
-    """
-    for key, seconds in songs.items():
-        stems = render(Path(key).name, seconds)[..., :channels]
-        folder = root / key
-        folder.mkdir(parents=True)
-        sf.write(folder / "mixture.wav", mix_gain * stems.sum(0), RATE, subtype="PCM_16")
-        for source, audio in zip(SOURCES, stems):
-            sf.write(folder / f"{source}.wav", audio, RATE, subtype="PCM_16")
-    return root
+    """:func:`metalearn_sep.data.musdb_folder.write_hq` with the fake noise songs by default."""
+    return musdb_folder.write_hq(root, songs, channels, render=render, mix_gain=mix_gain)
 
 
 def write_stems(root: Path, songs: dict[str, float], *, render=fake_stems, mix_gain: float = MIX_GAIN) -> Path:
-    """Write MUSDB18 files ``root/<subset>/<name>.stem.mp4`` (5 AAC streams) with stempeg/ffmpeg.
-
-    ``render`` and ``mix_gain`` as in :func:`write_hq`.
-    """
-    import stempeg
-
-    for key, seconds in songs.items():
-        stems = render(Path(key).name, seconds)
-        path = root / f"{key}.stem.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        streams = np.concatenate([mix_gain * stems.sum(0, keepdims=True), stems])  # stem ids 0-4
-        stempeg.write_stems(str(path), streams, sample_rate=RATE)
-    return root
+    """:func:`metalearn_sep.data.musdb_folder.write_stems` with the fake noise songs by default."""
+    return musdb_folder.write_stems(root, songs, render=render, mix_gain=mix_gain)
 
 
-def write_band_hq(root: Path, songs: dict[str, float]) -> Path:
-    """:func:`write_hq` with synthetic-band songs (:func:`band_stems`), mixture = sum of the stems."""
-    return write_hq(root, songs, render=band_stems, mix_gain=1.0)
-
-
-def write_band_stems(root: Path, songs: dict[str, float]) -> Path:
-    """:func:`write_stems` with synthetic-band songs (:func:`band_stems`), mixture = sum of the stems."""
-    return write_stems(root, songs, render=band_stems, mix_gain=1.0)
+band_stems = musdb_folder.band_stems
+write_band_hq = musdb_folder.write_hq
+"""MUSDB18-HQ folders of synthetic-band songs, mixture = sum of the stems."""
+write_band_stems = musdb_folder.write_stems
+"""MUSDB18 ``.stem.mp4`` files of synthetic-band songs, mixture = sum of the stems."""
