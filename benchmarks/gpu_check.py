@@ -79,11 +79,13 @@ def step_time(build: Callable[[], torch.nn.Module], objective: Any, batch: int, 
         torch.cuda.empty_cache()
 
 
-def largest_paper_batch(samples: int, amp: bool, start: int) -> int:
-    """The largest batch of the paper model that trains a step without running out of memory (bisection)."""
+def largest_paper_batch(samples: int, amp: bool, start: int, cap: int = 96) -> int:
+    """The largest batch (at most ``cap``) of the paper model that trains a step without running out of memory (bisection)."""
     low, high = 0, start
-    while "error" not in step_fits(high, samples, amp):
+    while high <= cap and "error" not in step_fits(high, samples, amp):
         low, high = high, high * 2
+    if high > cap:
+        return low
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if "error" not in step_fits(middle, samples, amp) else (low, middle)
