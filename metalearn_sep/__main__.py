@@ -112,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--protocol", choices=("course", "original"), default="course",
                              help="separation protocol: course (default) or original (as the original "
                                   "repository's evaluate.py separates)")
-    for command in (ev, sep):
+    for command in (train, ev, sep):
         command.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                              help="the model's arithmetic: bf16 autocast (about twice as fast on a CPU with bf16 "
                                   "instructions, stems within about 40 dB SNR of fp32) or fp32; auto (default): "
-                                  "bf16 on CUDA, fp32 elsewhere")
+                                  "bf16 on a GPU with native bf16 (compute capability 8.0+), fp32 elsewhere")
+    train.add_argument("--compile", action="store_true",
+                       help="train through torch.compile (every crop has one length, so it compiles once; "
+                            "benchmarks/gpu_check.py measures whether it pays)")
     for command in (train, ev, sep):
         command.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1, ... (default cuda when present)")
     args = parser.parse_args(argv)
@@ -148,9 +151,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_run(recipe: Recipe, args: argparse.Namespace, checkpoint: Path, device: torch.device) -> None:
     from . import recipe as recipes
+    from .precision import resolve_amp
 
+    resolve_amp(device, _amp(args))  # an impossible precision is refused before anything is built
     run = recipes.prepare(recipe, args.musdb, statistics=not args.resume, device=device)
-    trainer = run.trainer(checkpoint=checkpoint, device=device)
+    trainer = run.trainer(checkpoint=checkpoint, device=device, amp=_amp(args), compile=args.compile)
     if args.resume:
         recipes.continue_run(trainer, checkpoint)
     history = trainer.fit(args.steps or recipe.training["steps"])

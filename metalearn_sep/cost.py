@@ -90,12 +90,14 @@ GPUS: dict[str, GPU] = {
     "A100": GPU("A100 (40 GB, bf16)", 39.5, 312.0, 0.15, 1555.0, 6.0, True),
     "H100": GPU("H100 (80 GB, bf16)", 79.0, 989.0, 0.10, 3350.0, 5.0, True),
 }
-"""Datasheet peaks (NVIDIA) with assumed efficiencies. The T4's 45 % is the V100's implied by the
-paper's own figures: 10.3 TFLOP per step (this module's count), 312,500 steps in about 2 days
-on 2 V100s is about 9.4 TFLOP/s per GPU, 60 % of the V100's 15.7; the T4 sustains less than its
-boost clock. Ampere and Hopper are given 15 % and 10 % of their bf16 peaks: the tensor cores
-idle on depthwise convolutions and normalisations. ``benchmarks/gpu_check.py`` measures the real
-figures; until it has run on each class these are estimates."""
+"""Datasheet peaks (NVIDIA) with assumed efficiencies: 45 % of a T4's fp32 peak (the 1x1 convolutions
+that dominate the FLOPs are GEMMs, but the T4 sustains less than its boost clock), 15 % and 10 % of
+Ampere's and Hopper's bf16 peaks (the tensor cores idle on depthwise convolutions and
+normalisations). The paper cannot calibrate them: 18.7 TFLOP per step (this module's count,
+auxiliary losses included) times 312,500 steps in "about 2 days" on 2 V100s would be 17 TFLOP/s
+per V100, above its 15.7 fp32 peak, so the anecdote (or the schedule it describes) is loose.
+``benchmarks/gpu_check.py`` measures the real figures; until it has run on a class, its column
+is an estimate."""
 
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "radam": 2, "ranger": 3}
 """Float32 values an optimiser keeps per weight."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +56,17 @@ def test_cuda_backends_get_tf32_and_the_autotuner():
         assert (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark) == (True, True, True)
     finally:
         matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = saved
+
+
+def test_train_refuses_bf16_on_a_t4_in_one_line(monkeypatch, tmp_path, capsys):
+    from metalearn_sep.__main__ import main
+
+    a_gpu(monkeypatch, "Tesla T4", bf16=False)
+    config = Path(__file__).resolve().parents[1] / "configs" / "meta_tasnet_cpu.json"
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--device", "cuda", "--precision", "bf16"]) == 1
+    assert capsys.readouterr().err == ("error: bf16 was asked for, but Tesla T4 has no native bf16 (compute capability 8.0 "
+                                       "or later); train in fp32 (amp=False, --precision fp32).\n")
+    assert not (tmp_path / "run").exists()
 
 
 # ----------------------------------------------------------------------------- fp32 islands under bf16 autocast
