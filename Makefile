@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml requirements.lock scripts/ensure_system.sh
 	$(PY) -m pip install --quiet --constraint requirements.lock --editable .
 	@touch $(STAMP)
 
+# JupyterLab refuses to start as root unless told; root is common in containers and lab servers.
+USER_ID  ?= $(shell id -u)
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(USER_ID)),--allow-root) $(LAB_ARGS) notebooks/
 
 # Unit tests plus every notebook executed by nbval in the ci profile.
 test: $(STAMP)

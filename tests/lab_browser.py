@@ -33,6 +33,9 @@ import psutil
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+"""The course repository (where `make lab` runs)."""
+
 STARTUP_SECONDS = 120.0
 """How long JupyterLab may take to answer its status endpoint on a loaded 2-core machine."""
 
@@ -90,13 +93,15 @@ def _write_settings(settings_dir: Path) -> None:
         path.write_text(json.dumps(values))
 
 
-def start_lab(root: Path, state: Path, env: dict[str, str]) -> LabServer:
+def start_lab(root: Path, state: Path, env: dict[str, str], via_make: bool = False) -> LabServer:
     """Start JupyterLab serving ``root``, with its configuration and runtime files under ``state``.
 
     Args:
         root: the folder the server serves (and its kernels start in).
         state: an empty folder for settings, workspaces, runtime files and the log.
         env: extra environment for the server and therefore its kernels (e.g. the profile).
+        via_make: start it as a student does, with ``make lab`` in the repository (which serves
+            ``notebooks/`` and adds ``--allow-root`` for root itself); ``root`` is then unused.
 
     Raises:
         RuntimeError: the server exited or did not answer within :data:`STARTUP_SECONDS`;
@@ -115,13 +120,15 @@ def start_lab(root: Path, state: Path, env: dict[str, str]) -> LabServer:
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
     }
     token, port = secrets.token_hex(24), free_port()
-    command = [
-        sys.executable, "-m", "jupyterlab",
-        "--no-browser", "--allow-root", "--expose-app-in-browser",
-        "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=",
+    options = [
+        "--no-browser", "--expose-app-in-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=",
     ]  # fmt: skip
+    if via_make:
+        command = ["make", "--no-print-directory", "-C", str(REPOSITORY), "lab", "LAB_ARGS=" + " ".join(options)]
+    else:
+        command = [sys.executable, "-m", "jupyterlab", "--allow-root", f"--ServerApp.root_dir={root}", *options]
     log = state / "jupyterlab.log"
     with log.open("wb") as sink:
         # Its own process group, so that stopping it cannot signal pytest, and it can be killed whole.

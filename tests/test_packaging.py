@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -74,3 +76,22 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in ci
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
+
+
+@pytest.mark.parametrize("user_id, flagged", [("0", True), ("1000", False)])
+def test_make_lab_passes_allow_root_for_root_only(user_id, flagged):
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "lab", f"USER_ID={user_id}"],
+                         capture_output=True, text=True, check=True).stdout
+    command = next(line for line in dry.splitlines() if "jupyter lab" in line)
+    assert ("--allow-root" in command) is flagged and command.rstrip().endswith("notebooks/")
+
+
+def test_make_lab_starts_a_server_that_answers(tmp_path):
+    """The README's first command, as this user (root in CI): the server answers /api/status, then stops."""
+    from lab_browser import _api, start_lab, stop_lab
+
+    server = start_lab(ROOT, tmp_path, {}, via_make=True)
+    try:
+        assert json.loads(_api(server, "/api/status"))["started"]
+    finally:
+        stop_lab(server)
