@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test notebooks benchmarks results checkpoints student lock clean-venv
+.PHONY: lab test notebooks benchmarks results checkpoints student student-test lock clean-venv
 
 # Create .venv when missing and install the pinned dependencies plus the package (editable).
 $(STAMP): pyproject.toml requirements.lock scripts/ensure_system.sh
@@ -46,6 +46,10 @@ checkpoints: $(STAMP)
 # The student edition: every solution replaced by `raise NotImplementedError`.
 student: $(STAMP)
 	$(PY) scripts/student_edition.py notebooks/*.ipynb --out student/
+
+# Builds the student edition and runs every chapter with exercises whole (about 4 minutes on 2 cores).
+student-test: $(STAMP)
+	METALEARN_SEP_PROFILE=ci METALEARN_SEP_STUDENT_RUN=1 $(PY) -m pytest tests/test_student_edition.py
 
 lock: $(STAMP)
 	@echo "# Exact versions that CI installs (pip constraints file). Regenerate with \`make lock\` after a tested upgrade." > requirements.lock

@@ -21,10 +21,11 @@ import torch
 
 from . import __version__
 from .config import MUSDB_ENV, CourseConfig, default_device, resolve_profile
+from .exercises import confirm, exercise, self_check
 from .pretrained import pretrained
 from .shipped import compare_variants, shipped_estimates, variant_grid, variant_song
 
-__all__ = ["check_close", "compare_variants", "pretrained", "seed_everything", "setup", "shipped_estimates", "variant_grid",
+__all__ = ["check_close", "compare_variants", "confirm", "exercise", "pretrained", "self_check", "seed_everything", "setup", "shipped_estimates", "variant_grid",
            "variant_song"]
 
 
@@ -93,4 +94,4 @@ def check_close(actual: object, expected: object, what: str, atol: float = 1e-5,
             f"{what}: {int(bad.sum())} of {bad.numel()} values differ; first at index {idx}: "
             f"got {got[idx].item():.6g}, expected {want[idx].item():.6g}."
         )
-    print(f"✓ {what}: matches the package.")
+    confirm(f"{what}: matches the package.")

@@ -2,8 +2,10 @@
 
 Exercise cells mark the instructor's solution with `### BEGIN SOLUTION` and
 `### END SOLUTION` (nbgrader's convention); the lines between them are replaced by one
-`raise NotImplementedError("Exercise: ...")` at the same indentation, and all outputs are
-cleared so students run everything themselves.
+:data:`metalearn_sep.exercises.STUB` at the same indentation, and all outputs are cleared so
+students run everything themselves. Each exercise function is decorated with
+``@course.exercise(chapter)``: while its body is the stub the chapter runs on the package's
+reference implementation, so Run All reaches the end (see :mod:`metalearn_sep.exercises`).
 
     python scripts/student_edition.py notebooks/*.ipynb --out student/
 """
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from metalearn_sep.exercises import STUB
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
@@ -29,7 +33,7 @@ def strip_solutions(source: str) -> str:
                 raise ValueError("A solution block opens twice without closing.")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(f'{indent}raise NotImplementedError("Exercise: write your solution here.")')
+            out.append(indent + STUB)
         elif marker == END:
             if not inside:
                 raise ValueError("A solution block closes without opening.")

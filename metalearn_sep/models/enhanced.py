@@ -182,6 +182,12 @@ class SpectrogramBranch(nn.Module):
         return F.interpolate(spec, size=frames, mode="linear", align_corners=True)
 
 
+def branch_padding(kernel: int, stride: int) -> int:
+    """Zeros on each side of a branch with ``kernel`` samples at ``stride``: (k - S) / 2, so every branch's frame t
+    is centred on the same sample, t S + S / 2 (chapter 02 derives it)."""
+    return (kernel - stride) // 2
+
+
 class EnhancedEncoder(nn.Module):
     """Meta-TasNet's encoder: multi-kernel learned filterbanks plus a spectrogram, fused to N channels.
 
@@ -230,7 +236,7 @@ class EnhancedEncoder(nn.Module):
         }
         self.N, self.stride = N, stride
         self.convs = nn.ModuleList(
-            nn.Conv1d(1, N // 4, kernel_size=k, stride=stride, padding=(k - stride) // 2, bias=False) for k in kernels
+            nn.Conv1d(1, N // 4, kernel_size=k, stride=stride, padding=branch_padding(k, stride), bias=False) for k in kernels
         )
         self.fusion = nn.Sequential(*fusion_layers(filters * (N // 4) + spec_channels, N))
 

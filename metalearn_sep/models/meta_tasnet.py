@@ -180,6 +180,12 @@ class StageOutput:
     masks: torch.Tensor
 
 
+def hand_over(mixture_latent: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """A later stage's masker input: its mixture latent ``(batch, N_s, T')``, repeated for each of the K instruments,
+    beside the previous stage's separated latents ``(batch, K, N_{s-1}, T')`` -> ``(batch, K, N_s + N_{s-1}, T')``."""
+    return torch.cat([mixture_latent.unsqueeze(1).expand(-1, previous.shape[1], -1, -1), previous], dim=2)
+
+
 class Stage(nn.Module):
     """One Meta-TasNet stage: EnhancedEncoder + MaskingTCN + EnhancedDecoder + instrument embedding.
 
@@ -267,7 +273,7 @@ class Stage(nn.Module):
             if not isinstance(previous, torch.Tensor) or tuple(previous.shape) != expected:
                 got = tuple(previous.shape) if isinstance(previous, torch.Tensor) else previous
                 raise ValueError(f"This stage needs the previous stage's latents of shape {expected}, got {got}.")
-            masker_input = torch.cat([latent.unsqueeze(1).expand(-1, K, -1, -1), previous], dim=2)
+            masker_input = hand_over(latent, previous)
         elif previous is not None:
             raise ValueError("The first stage takes no previous latents, but some were given.")
         masks = self.masker(masker_input, embedding)

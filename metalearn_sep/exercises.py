@@ -1,0 +1,179 @@
+"""Exercises that never stop a chapter: the student's function, the package's reference, and an honest self-check.
+
+In the instructor edition an exercise cell holds a solution between ``### BEGIN SOLUTION`` and
+``### END SOLUTION``; the student edition (``scripts/student_edition.py``) replaces it with
+:data:`STUB`. The function is decorated with :func:`exercise`, which registers it under its
+chapter and number (:data:`EXERCISES` says which reference it is checked against):
+
+* while the body is still the stub, calling the function runs the **reference** instead (and
+  says so once), so every later cell of the chapter runs: Run All reaches the end;
+* once the student has written a body, calls run the student's code.
+
+The self-check cell that follows runs inside ``with course.self_check(fn):``. For a stub the
+cell still runs whole (so every name it defines exists for later cells), its checks stay silent
+and it ends with "exercise N (name) is not done yet"; otherwise the checks compare the student's
+results with the package's (:func:`metalearn_sep.course.check_close` names the shape, the first
+wrong index and both values).
+
+Why the reference comes from the package: the rest of the chapter uses the same function, so
+a chapter run with stubs computes what the instructor edition computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from .losses import dissimilarity_loss
+from .metrics import si_sdr
+from .models.enhanced import branch_padding
+from .models.meta_tasnet import hand_over
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STUB = 'raise NotImplementedError("Exercise: write your solution here.")'
+"""The line the student edition puts where a solution was."""
+
+
+def _si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    return si_sdr(estimate, reference, eps=eps)
+
+
+def _block_forward(block: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return block(x)
+
+
+def frame_count(length: int, kernel: int, stride: int, padding: int) -> int:
+    """Frames of a strided convolution: ``(T + 2 p - k) // S + 1`` (PyTorch's ``Conv1d`` output length)."""
+    return (length + 2 * padding - kernel) // stride + 1
+
+
+def generate_weights(embedding: torch.Tensor, bottleneck: torch.nn.Linear, head: torch.nn.Linear,
+                     param_shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    """A hypernetwork's weights: ``head(bottleneck(e))`` ``(K, P)`` cut into ``(K, *shape)`` pieces in order."""
+    flat = head(bottleneck(embedding))
+    sizes = [int(torch.Size(shape).numel()) for shape in param_shapes]
+    return [piece.reshape(embedding.shape[0], *shape) for piece, shape in zip(flat.split(sizes, dim=1), param_shapes)]
+
+
+def apply_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """K linear maps at once: ``x`` ``(K, n, C_in)``, ``weight`` ``(K, C_out, C_in)``, ``bias`` ``(K, C_out)`` -> ``(K, n, C_out)``."""
+    return torch.einsum("koi,kni->kno", weight, x) + bias[:, None, :]
+
+
+def generator_cost(weights: int, E1: int = 8, E2: int = 5) -> int:
+    """Trained parameters of one generated layer with ``weights`` weights per instrument: E1 E2 + E2 + (E2 + 1) weights."""
+    return (E1 * E2 + E2) + (E2 + 1) * weights
+
+
+def _run_stage(stage: torch.nn.Module, mixture: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    output = stage(mixture, previous)
+    return output.estimates, output.latents
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: its number in the chapter, the function name it asks for, and the reference it is checked against."""
+
+    number: int
+    name: str
+    reference: Callable[..., Any]
+
+
+EXERCISES: dict[str, tuple[Exercise, ...]] = {
+    "00": (Exercise(1, "my_si_sdr", _si_sdr),),
+    "01": (Exercise(1, "my_block_forward", _block_forward),),
+    "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count)),
+    "03": (Exercise(1, "generate_weights", generate_weights), Exercise(2, "apply_linear", apply_linear),
+           Exercise(3, "generator_cost", generator_cost)),
+    "04": (Exercise(1, "hand_over", hand_over), Exercise(2, "run_stage", _run_stage)),
+    "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss),),
+}
+"""Every chapter's exercises, in order."""
+
+
+def _find(chapter: str, name: str) -> Exercise:
+    for item in EXERCISES.get(chapter, ()):
+        if item.name == name:
+            return item
+    known = ", ".join(e.name for e in EXERCISES.get(chapter, ())) or "none"
+    raise ValueError(f"Chapter {chapter} has no exercise {name!r} (its exercises: {known}).")
+
+
+def is_stub(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn``'s body is still the student edition's :data:`STUB` (read from its source)."""
+    try:
+        return STUB in inspect.getsource(fn)
+    except (OSError, TypeError):  # no source to read: judged by what calling it does
+        return False
+
+
+def exercise(chapter: str) -> Callable[[F], F]:
+    """Decorate a chapter's exercise function: the student's code once written, the package's reference until then."""
+
+    def register(fn: F) -> F:
+        item = _find(chapter, fn.__name__)
+        told = []
+
+        def fall_back(*args: Any, **kwargs: Any) -> Any:
+            if not told:
+                told.append(True)
+                print(f"(exercise {item.number}, {item.name}, is not done yet: the chapter uses the package's reference "
+                      "implementation meanwhile)")
+            return item.reference(*args, **kwargs)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not call.done:
+                return fall_back(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except NotImplementedError:
+                call.done = False
+                return fall_back(*args, **kwargs)
+
+        call.done = not is_stub(fn)
+        call.exercise = item
+        return call  # type: ignore[return-value]
+
+    return register
+
+
+_QUIET: list[bool] = [False]
+
+
+def quiet() -> bool:
+    """True inside :func:`self_check` of an exercise not done yet: confirmations would compare the reference with itself."""
+    return _QUIET[-1]
+
+
+def confirm(message: str) -> None:
+    """Print ``✓ message`` after a passed check, unless :func:`quiet`."""
+    if not quiet():
+        print(f"✓ {message}")
+
+
+@contextlib.contextmanager
+def self_check(*functions: Callable[..., Any]) -> Iterator[None]:
+    """The self-check of the exercise functions given: its cell runs whole either way.
+
+    When one of them is not done yet its calls return the reference's results, so the checks
+    inside would compare the reference with itself: they stay silent, and the block ends by
+    saying which exercises are not done yet. Otherwise the checks compare the student's
+    results with the package's and print what differs.
+    """
+    waiting = [f.exercise for f in functions if not getattr(f, "done", True)]
+    _QUIET.append(bool(waiting))
+    try:
+        yield
+    finally:
+        _QUIET.pop()
+    for item in waiting:
+        print(f"exercise {item.number} ({item.name}) is not done yet: fill it in above, then run that cell and this "
+              "one again. Until then the chapter uses the package's reference implementation.")
