@@ -72,6 +72,19 @@ def generator_cost(weights: int, E1: int = 8, E2: int = 5) -> int:
     return (E1 * E2 + E2) + (E2 + 1) * weights
 
 
+def zero_estimate_si_sdr() -> float:
+    """SI-SDR (dB) of an all-zero estimate, as :func:`~metalearn_sep.metrics.si_sdr` computes it (its ε makes it defined)."""
+    reference = torch.randn(8000, generator=torch.Generator().manual_seed(0))
+    return float(si_sdr(torch.zeros(8000), reference))
+
+
+def receptive_field_seconds() -> float:
+    """Seconds at 8 kHz that one mask frame of a Conv-TasNet with L = 16, P = 3, X = 4, R = 2 sees."""
+    from .models import ConvTasNet
+
+    return ConvTasNet(N=16, L=16, B=8, H=8, Sc=8, X=4, R=2).receptive_field().seconds(8000)
+
+
 def _run_stage(stage: torch.nn.Module, mixture: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     output = stage(mixture, previous)
     return output.estimates, output.latents
@@ -87,8 +100,8 @@ class Exercise:
 
 
 EXERCISES: dict[str, tuple[Exercise, ...]] = {
-    "00": (Exercise(1, "my_si_sdr", _si_sdr),),
-    "01": (Exercise(1, "my_block_forward", _block_forward),),
+    "00": (Exercise(1, "my_si_sdr", _si_sdr), Exercise(2, "predicted_zero_estimate_si_sdr", zero_estimate_si_sdr)),
+    "01": (Exercise(1, "my_block_forward", _block_forward), Exercise(2, "predicted_receptive_field", receptive_field_seconds)),
     "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count)),
     "03": (Exercise(1, "generate_weights", generate_weights), Exercise(2, "apply_linear", apply_linear),
            Exercise(3, "generator_cost", generator_cost)),

@@ -3,7 +3,8 @@
 Exercise cells mark the instructor's solution with `### BEGIN SOLUTION` and
 `### END SOLUTION` (nbgrader's convention); the lines between them are replaced by one
 :data:`metalearn_sep.exercises.STUB` at the same indentation, and all outputs are cleared so
-students run everything themselves. Each exercise function is decorated with
+students run everything themselves; in markdown cells (the "Check your understanding" answers) a
+block becomes :data:`ANSWER`. Each exercise function is decorated with
 ``@course.exercise(chapter)``: while its body is the stub the chapter runs on the package's
 reference implementation, so Run All reaches the end (see :mod:`metalearn_sep.exercises`).
 
@@ -23,8 +24,12 @@ from metalearn_sep.exercises import STUB
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
-def strip_solutions(source: str) -> str:
-    """The cell source with each solution block replaced by a `raise NotImplementedError`."""
+ANSWER = "*Your answer:*"
+"""What a markdown cell's answer block becomes (the "Check your understanding" answers)."""
+
+
+def strip_solutions(source: str, placeholder: str = STUB) -> str:
+    """The cell source with each solution block replaced by ``placeholder`` (the stub; :data:`ANSWER` in markdown)."""
     out, inside = [], False
     for line in source.splitlines():
         marker = line.strip()
@@ -33,7 +38,7 @@ def strip_solutions(source: str) -> str:
                 raise ValueError("A solution block opens twice without closing.")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
-            out.append(indent + STUB)
+            out.append(indent + placeholder)
         elif marker == END:
             if not inside:
                 raise ValueError("A solution block closes without opening.")
@@ -52,6 +57,8 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = strip_solutions(cell.source)
             cell.outputs = []
             cell.execution_count = None
+        elif cell.cell_type == "markdown":
+            cell.source = strip_solutions(cell.source, ANSWER)
     return nb
 
 

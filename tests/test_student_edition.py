@@ -20,6 +20,9 @@ from nbclient import NotebookClient
 
 from metalearn_sep.exercises import EXERCISES, STUB
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from student_edition import ANSWER  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
@@ -58,8 +61,11 @@ def test_the_student_edition_holds_stubs_and_no_solution(edition, chapter):
     instructor = instructor_notebook(chapter)
     student = json.loads((edition / instructor.name).read_text())
     code = ["".join(c["source"]) for c in student["cells"] if c["cell_type"] == "code"]
-    assert sum(cell.count(STUB) for cell in code) == solution_count(instructor) >= len(EXERCISES[chapter])
-    student_lines = {line.strip() for cell in code for line in cell.splitlines()}
+    prose = ["".join(c["source"]) for c in student["cells"] if c["cell_type"] == "markdown"]
+    blocks = solution_count(instructor)
+    assert sum(cell.count(STUB) for cell in code) == blocks["code"] >= len(EXERCISES[chapter])
+    assert sum(cell.count(ANSWER) for cell in prose) == blocks["markdown"]
+    student_lines = {line.strip() for cell in code + prose for line in cell.splitlines()}
     leaked = [line for line in solution_lines(instructor) if line in student_lines]
     assert not leaked, f"solution lines in the student edition of {chapter}: {leaked}"
     assert all(not c.get("outputs") for c in student["cells"] if c["cell_type"] == "code")
@@ -79,5 +85,19 @@ def test_the_student_edition_runs_to_the_end_and_says_what_is_not_done(edition, 
     assert not any("✓" in text for text in checks), "a self-check of a stub claimed a match"
 
 
-def solution_count(notebook: Path) -> int:
-    return sum("".join(c["source"]).count(BEGIN) for c in json.loads(notebook.read_text())["cells"])
+def solution_count(notebook: Path) -> dict[str, int]:
+    """Solution blocks per cell type: exercises in code, answers in markdown."""
+    counts = {"code": 0, "markdown": 0}
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] in counts:
+            counts[cell["cell_type"]] += "".join(cell["source"]).count(BEGIN)
+    return counts
+
+
+@pytest.mark.parametrize("chapter", ["00", "01", "02"])
+def test_the_chapter_ends_by_asking_questions_answered_for_instructors_only(edition, chapter):
+    instructor = json.loads(instructor_notebook(chapter).read_text())
+    last = "".join(instructor["cells"][-1]["source"])
+    assert last.startswith("## Check your understanding") and 4 <= last.count(BEGIN) <= 6
+    student = json.loads((edition / instructor_notebook(chapter).name).read_text())
+    assert "".join(student["cells"][-1]["source"]).count(ANSWER) == last.count(BEGIN)
