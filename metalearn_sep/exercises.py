@@ -85,6 +85,15 @@ def receptive_field_seconds() -> float:
     return ConvTasNet(N=16, L=16, B=8, H=8, Sc=8, X=4, R=2).receptive_field().seconds(8000)
 
 
+def fifth_instrument_cost() -> int:
+    """Trained parameters one more instrument adds to the released generated ``MetaTasNet()``: an embedding row per stage."""
+    from .models import MetaTasNet
+
+    with torch.device("meta"):
+        model = MetaTasNet()
+    return sum(sum(p.numel() for p in stage.embedding.parameters()) // 4 for stage in model.stages)
+
+
 def _run_stage(stage: torch.nn.Module, mixture: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     output = stage(mixture, previous)
     return output.estimates, output.latents
@@ -104,7 +113,7 @@ EXERCISES: dict[str, tuple[Exercise, ...]] = {
     "01": (Exercise(1, "my_block_forward", _block_forward), Exercise(2, "predicted_receptive_field", receptive_field_seconds)),
     "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count)),
     "03": (Exercise(1, "generate_weights", generate_weights), Exercise(2, "apply_linear", apply_linear),
-           Exercise(3, "generator_cost", generator_cost)),
+           Exercise(3, "generator_cost", generator_cost), Exercise(4, "predicted_fifth_instrument_cost", fifth_instrument_cost)),
     "04": (Exercise(1, "hand_over", hand_over), Exercise(2, "run_stage", _run_stage)),
     "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss),),
 }
