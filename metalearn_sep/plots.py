@@ -302,7 +302,8 @@ def learning_curves(history: object, keys: Sequence[str] | None = None, smooth: 
             metrics, already averaged over a set, are drawn as they are).
 
     Keys containing ``loss`` go on the left panel, the others (metrics) on the right;
-    a panel is left out when it has nothing to show.
+    a panel is left out when it has nothing to show. ``loss`` is drawn as "training loss" and
+    ``valid_<source>`` as the source, on "validation SI-SDR improvement (dB)" (the Trainer's logs).
     """
     series = _history_series(history)
     if keys is None:
@@ -315,19 +316,27 @@ def learning_curves(history: object, keys: Sequence[str] | None = None, smooth: 
     axes = fig.subplots(1, len(groups), squeeze=False)[0]
     for ax, group in zip(axes, groups):
         for key in group:
-            steps, values = series[key]
-            marker = "o" if len(steps) < 50 else None
+            (steps, values), label = series[key], _curve_label(key)
             if smooth > 1 and "loss" in key and len(values) >= smooth:
-                kernel = np.ones(smooth) / smooth
                 (line,) = ax.plot(steps, values, alpha=0.3, linewidth=0.8)
-                ax.plot(steps[smooth - 1 :], np.convolve(values, kernel, mode="valid"), color=line.get_color(), label=key)
+                smoothed = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
+                ax.plot(steps[smooth - 1 :], smoothed, color=line.get_color(), label=label)
             else:
-                ax.plot(steps, values, marker=marker, markersize=3, label=key)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss" if "loss" in group[0] else "metric")
+                ax.plot(steps, values, marker="o" if len(steps) < 50 else None, markersize=3, label=label)
+        ax.set(xlabel="step", ylabel=_axis_label(group))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return fig
+
+
+def _curve_label(key: str) -> str:  # loss -> training loss, valid_drums -> drums
+    return "training loss" if key == "loss" else key.removeprefix("valid_")
+
+
+def _axis_label(keys: Sequence[str]) -> str:
+    if any("loss" in k for k in keys):
+        return "training loss" if keys == ["loss"] else "loss"
+    return "validation SI-SDR improvement (dB)" if all(k.startswith("valid_") for k in keys) else " / ".join(keys)
 
 
 def _as_filters(weights: object, name: str) -> torch.Tensor:

@@ -163,9 +163,10 @@ def test_learning_curves_from_trainer_records():
     fig = plots.learning_curves(trainer_history())
     assert len(fig.axes) == 2
     loss_ax, valid_ax = fig.axes
-    assert [line.get_label() for line in loss_ax.lines] == ["loss"]
+    assert [line.get_label() for line in loss_ax.lines] == ["training loss"] and loss_ax.get_ylabel() == "training loss"
     assert list(loss_ax.lines[0].get_xdata()) == list(range(1, 31))
-    assert [line.get_label() for line in valid_ax.lines] == ["valid_drums", "valid_mean"]
+    assert [line.get_label() for line in valid_ax.lines] == ["drums", "mean"]
+    assert valid_ax.get_ylabel() == "validation SI-SDR improvement (dB)"
     assert list(valid_ax.lines[1].get_xdata()) == [10, 20, 30] and list(valid_ax.lines[1].get_ydata()) == [2, 4, 6]
 
 
@@ -184,6 +185,7 @@ def test_learning_curves_from_dict_of_lists_drops_nan_and_smooths_loss():
 def test_learning_curves_with_explicit_keys():
     fig = plots.learning_curves(trainer_history(), keys=["lr"])
     assert len(fig.axes) == 1 and [line.get_label() for line in fig.axes[0].lines] == ["lr"]
+    assert fig.axes[0].get_ylabel() == "lr"
 
 
 @pytest.mark.parametrize(
