@@ -95,9 +95,10 @@ def solution_count(notebook: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("chapter", ["00", "01", "02", "03", "04", "05"])
-def test_the_chapter_ends_by_asking_questions_answered_for_instructors_only(edition, chapter):
+def test_the_chapter_ends_with_questions_answered_for_instructors_only_and_references(edition, chapter):
     instructor = json.loads(instructor_notebook(chapter).read_text())
-    last = "".join(instructor["cells"][-1]["source"])
-    assert last.startswith("## Check your understanding") and 4 <= last.count(BEGIN) <= 6
+    questions, references = ("".join(c["source"]) for c in instructor["cells"][-2:])
+    assert questions.startswith("## Check your understanding") and 4 <= questions.count(BEGIN) <= 6
+    assert references.startswith("## References") and references.count("](https://") >= 3
     student = json.loads((edition / instructor_notebook(chapter).name).read_text())
-    assert "".join(student["cells"][-1]["source"]).count(ANSWER) == last.count(BEGIN)
+    assert "".join(student["cells"][-2]["source"]).count(ANSWER) == questions.count(BEGIN)
