@@ -94,6 +94,54 @@ def fifth_instrument_cost() -> int:
     return sum(sum(p.numel() for p in stage.embedding.parameters()) // 4 for stage in model.stages)
 
 
+def encoder_parameters() -> int:
+    """Trained parameters of the encoder of the paper's best Conv-TasNet (N = 512, L = 16): N L weights, no bias."""
+    from .models import ConvTasNet
+
+    with torch.device("meta"):
+        model = ConvTasNet(N=512, L=16, B=128, H=512, Sc=128, X=8, R=3)
+    return sum(p.numel() for p in model.encoder.parameters())
+
+
+def spectrogram_resolution() -> float:
+    """Hz between the bins of stage 0's spectrogram branch at 8 kHz: the rate over its n_fft."""
+    from .models.enhanced import EnhancedEncoder
+
+    with torch.device("meta"):
+        encoder = EnhancedEncoder(N=440, L=20, stride=20, sample_rate=8000)
+    return 8000 / encoder.spectrogram.n_fft
+
+
+def frames_per_second() -> int:
+    """Latent frames per second of the released MetaTasNet's stages (the same at 8, 16 and 32 kHz)."""
+    from .models import MetaTasNet
+
+    with torch.device("meta"):
+        model = MetaTasNet()
+    (frames,) = {rate // stage.encoder.stride for rate, stage in zip(model.sample_rates, model.stages)}
+    return frames
+
+
+def remixed_examples() -> int:
+    """How many examples of a batch of 12 the recipe replaces by incoherent remixes."""
+    from .data.augment import remix_plan
+
+    plan = remix_plan(12)
+    return int((plan != torch.arange(12)[:, None]).any(1).sum())
+
+
+def learning_rate_after_restart() -> float:
+    """Ranger's learning rate right after SGDR's first warm restart, from 1e-3 with the recipe's decay 0.85."""
+    from .optim import build_schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = build_schedule(optimizer, "sgdr", period=10, decay=0.85)
+    for _ in range(10):
+        optimizer.step()
+        schedule.step()
+    return optimizer.param_groups[0]["lr"]
+
+
 def _run_stage(stage: torch.nn.Module, mixture: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     output = stage(mixture, previous)
     return output.estimates, output.latents
@@ -110,12 +158,16 @@ class Exercise:
 
 EXERCISES: dict[str, tuple[Exercise, ...]] = {
     "00": (Exercise(1, "my_si_sdr", _si_sdr), Exercise(2, "predicted_zero_estimate_si_sdr", zero_estimate_si_sdr)),
-    "01": (Exercise(1, "my_block_forward", _block_forward), Exercise(2, "predicted_receptive_field", receptive_field_seconds)),
-    "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count)),
+    "01": (Exercise(1, "my_block_forward", _block_forward), Exercise(2, "predicted_receptive_field", receptive_field_seconds),
+           Exercise(3, "predicted_encoder_parameters", encoder_parameters)),
+    "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count),
+           Exercise(3, "predicted_spectrogram_resolution", spectrogram_resolution)),
     "03": (Exercise(1, "generate_weights", generate_weights), Exercise(2, "apply_linear", apply_linear),
            Exercise(3, "generator_cost", generator_cost), Exercise(4, "predicted_fifth_instrument_cost", fifth_instrument_cost)),
-    "04": (Exercise(1, "hand_over", hand_over), Exercise(2, "run_stage", _run_stage)),
-    "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss),),
+    "04": (Exercise(1, "hand_over", hand_over), Exercise(2, "run_stage", _run_stage),
+           Exercise(3, "predicted_frames_per_second", frames_per_second)),
+    "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss), Exercise(2, "predicted_remixed_examples", remixed_examples),
+           Exercise(3, "predicted_learning_rate_after_restart", learning_rate_after_restart)),
 }
 """Every chapter's exercises, in order."""
 
