@@ -78,6 +78,13 @@ def zero_estimate_si_sdr() -> float:
     return float(si_sdr(torch.zeros(8000), reference))
 
 
+def equal_stems_mixture_si_sdr() -> float:
+    """SI-SDR (dB) of a mixture of four equally loud, mutually orthogonal stems, scored against one of them."""
+    t = torch.arange(8000, dtype=torch.float64) / 8000
+    stems = torch.stack([torch.sin(2 * torch.pi * f * t) for f in (110, 220, 330, 440)])  # whole cycles: orthogonal
+    return float(si_sdr(stems.sum(0), stems[0]))
+
+
 def receptive_field_seconds() -> float:
     """Seconds at 8 kHz that one mask frame of a Conv-TasNet with L = 16, P = 3, X = 4, R = 2 sees."""
     from .models import ConvTasNet
@@ -157,7 +164,8 @@ class Exercise:
 
 
 EXERCISES: dict[str, tuple[Exercise, ...]] = {
-    "00": (Exercise(1, "my_si_sdr", _si_sdr), Exercise(2, "predicted_zero_estimate_si_sdr", zero_estimate_si_sdr)),
+    "00": (Exercise(1, "my_si_sdr", _si_sdr), Exercise(2, "predicted_zero_estimate_si_sdr", zero_estimate_si_sdr),
+           Exercise(3, "predicted_mixture_si_sdr", equal_stems_mixture_si_sdr)),
     "01": (Exercise(1, "my_block_forward", _block_forward), Exercise(2, "predicted_receptive_field", receptive_field_seconds),
            Exercise(3, "predicted_encoder_parameters", encoder_parameters)),
     "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count),
