@@ -149,6 +149,29 @@ def learning_rate_after_restart() -> float:
     return optimizer.param_groups[0]["lr"]
 
 
+def abx_p_value() -> float:
+    """The one-sided p-value of 6 right out of 8 ABX trials (a guesser's chance of doing as well)."""
+    from .listen import binomial_p_value
+
+    return binomial_p_value(6, 8)
+
+
+def abx_correct_needed() -> int:
+    """The fewest right answers out of 8 ABX trials whose p-value is below 0.05."""
+    from .listen import binomial_p_value
+
+    return min(k for k in range(9) if binomial_p_value(k, 8) < 0.05)
+
+
+def half_level_loudness_change() -> float:
+    """How many LU BS.1770 integrated loudness changes when a synthetic-band song is played at half its amplitude."""
+    from .data.band import synthesize
+    from .listen import integrated_loudness
+
+    song = synthesize(1, 44100, 4.0, stereo=True).sum(0)
+    return integrated_loudness(0.5 * song, 44100) - integrated_loudness(song, 44100)
+
+
 def _run_stage(stage: torch.nn.Module, mixture: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     output = stage(mixture, previous)
     return output.estimates, output.latents
@@ -176,6 +199,8 @@ EXERCISES: dict[str, tuple[Exercise, ...]] = {
            Exercise(3, "predicted_frames_per_second", frames_per_second)),
     "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss), Exercise(2, "predicted_remixed_examples", remixed_examples),
            Exercise(3, "predicted_learning_rate_after_restart", learning_rate_after_restart)),
+    "07": (Exercise(1, "predicted_abx_p_value", abx_p_value), Exercise(2, "predicted_correct_needed", abx_correct_needed),
+           Exercise(3, "predicted_half_level_loudness_change", half_level_loudness_change)),
 }
 """Every chapter's exercises, in order."""
 

@@ -94,7 +94,7 @@ def solution_count(notebook: Path) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("chapter", ["00", "01", "02", "03", "04", "05"])
+@pytest.mark.parametrize("chapter", ["00", "01", "02", "03", "04", "05", "07"])
 def test_the_chapter_ends_with_questions_answered_for_instructors_only_and_references(edition, chapter):
     instructor = json.loads(instructor_notebook(chapter).read_text())
     questions, references = ("".join(c["source"]) for c in instructor["cells"][-2:])
