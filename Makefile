@@ -47,7 +47,7 @@ checkpoints: $(STAMP)
 student: $(STAMP)
 	$(PY) scripts/student_edition.py notebooks/*.ipynb --out student/
 
-# Builds the student edition and runs every chapter with exercises whole (about 4 minutes on 2 cores).
+# Builds the student edition and runs every chapter whole (about 6 minutes on 2 cores).
 student-test: $(STAMP)
 	METALEARN_SEP_PROFILE=ci METALEARN_SEP_STUDENT_RUN=1 $(PY) -m pytest tests/test_student_edition.py
 

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from . import SOURCES
 from .losses import dissimilarity_loss
 from .metrics import si_sdr
 from .models.enhanced import branch_padding
@@ -149,6 +150,27 @@ def learning_rate_after_restart() -> float:
     return optimizer.param_groups[0]["lr"]
 
 
+def cache_gigabytes() -> float:
+    """GB a decode cache of ten hours of MUSDB18 takes at 32 kHz: four stereo float32 stems per sample."""
+    return len(SOURCES) * 2 * 4 * 32_000 * 10 * 3600 / 1e9
+
+
+def paper_steps() -> int:
+    """Steps of the paper's recipe, as ``configs/meta_tasnet_paper.json`` records them."""
+    from pathlib import Path
+
+    from .recipe import load_recipe
+
+    return load_recipe(Path(__file__).resolve().parents[1] / "configs" / "meta_tasnet_paper.json").training["steps"]
+
+
+def batch_per_process() -> int:
+    """Examples each of 4 torchrun processes takes of the one-GPU recipe's batch of 8."""
+    from .train import StepBatchSampler
+
+    return len(next(iter(StepBatchSampler(64, 8, seed=0, start_step=0, stop_step=1, rank=0, world=4))))
+
+
 def abx_p_value() -> float:
     """The one-sided p-value of 6 right out of 8 ABX trials (a guesser's chance of doing as well)."""
     from .listen import binomial_p_value
@@ -199,6 +221,8 @@ EXERCISES: dict[str, tuple[Exercise, ...]] = {
            Exercise(3, "predicted_frames_per_second", frames_per_second)),
     "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss), Exercise(2, "predicted_remixed_examples", remixed_examples),
            Exercise(3, "predicted_learning_rate_after_restart", learning_rate_after_restart)),
+    "06": (Exercise(1, "predicted_cache_gigabytes", cache_gigabytes), Exercise(2, "predicted_paper_steps", paper_steps),
+           Exercise(3, "predicted_batch_per_process", batch_per_process)),
     "07": (Exercise(1, "predicted_abx_p_value", abx_p_value), Exercise(2, "predicted_correct_needed", abx_correct_needed),
            Exercise(3, "predicted_half_level_loudness_change", half_level_loudness_change)),
 }
