@@ -208,23 +208,27 @@ class Exercise:
     reference: Callable[..., Any]
 
 
+_REFERENCES: dict[str, tuple[tuple[str, Callable[..., Any]], ...]] = {
+    "00": (("my_si_sdr", _si_sdr), ("predicted_zero_estimate_si_sdr", zero_estimate_si_sdr),
+           ("predicted_mixture_si_sdr", equal_stems_mixture_si_sdr)),
+    "01": (("my_block_forward", _block_forward), ("predicted_receptive_field", receptive_field_seconds),
+           ("predicted_encoder_parameters", encoder_parameters)),
+    "02": (("branch_padding", branch_padding), ("frame_count", frame_count),
+           ("predicted_spectrogram_resolution", spectrogram_resolution)),
+    "03": (("generate_weights", generate_weights), ("apply_linear", apply_linear), ("generator_cost", generator_cost),
+           ("predicted_fifth_instrument_cost", fifth_instrument_cost)),
+    "04": (("hand_over", hand_over), ("run_stage", _run_stage), ("predicted_frames_per_second", frames_per_second)),
+    "05": (("my_dissimilarity", dissimilarity_loss), ("predicted_remixed_examples", remixed_examples),
+           ("predicted_learning_rate_after_restart", learning_rate_after_restart)),
+    "06": (("predicted_cache_gigabytes", cache_gigabytes), ("predicted_paper_steps", paper_steps),
+           ("predicted_batch_per_process", batch_per_process)),
+    "07": (("predicted_abx_p_value", abx_p_value), ("predicted_correct_needed", abx_correct_needed),
+           ("predicted_half_level_loudness_change", half_level_loudness_change)),
+}
+
 EXERCISES: dict[str, tuple[Exercise, ...]] = {
-    "00": (Exercise(1, "my_si_sdr", _si_sdr), Exercise(2, "predicted_zero_estimate_si_sdr", zero_estimate_si_sdr),
-           Exercise(3, "predicted_mixture_si_sdr", equal_stems_mixture_si_sdr)),
-    "01": (Exercise(1, "my_block_forward", _block_forward), Exercise(2, "predicted_receptive_field", receptive_field_seconds),
-           Exercise(3, "predicted_encoder_parameters", encoder_parameters)),
-    "02": (Exercise(1, "branch_padding", branch_padding), Exercise(2, "frame_count", frame_count),
-           Exercise(3, "predicted_spectrogram_resolution", spectrogram_resolution)),
-    "03": (Exercise(1, "generate_weights", generate_weights), Exercise(2, "apply_linear", apply_linear),
-           Exercise(3, "generator_cost", generator_cost), Exercise(4, "predicted_fifth_instrument_cost", fifth_instrument_cost)),
-    "04": (Exercise(1, "hand_over", hand_over), Exercise(2, "run_stage", _run_stage),
-           Exercise(3, "predicted_frames_per_second", frames_per_second)),
-    "05": (Exercise(1, "my_dissimilarity", dissimilarity_loss), Exercise(2, "predicted_remixed_examples", remixed_examples),
-           Exercise(3, "predicted_learning_rate_after_restart", learning_rate_after_restart)),
-    "06": (Exercise(1, "predicted_cache_gigabytes", cache_gigabytes), Exercise(2, "predicted_paper_steps", paper_steps),
-           Exercise(3, "predicted_batch_per_process", batch_per_process)),
-    "07": (Exercise(1, "predicted_abx_p_value", abx_p_value), Exercise(2, "predicted_correct_needed", abx_correct_needed),
-           Exercise(3, "predicted_half_level_loudness_change", half_level_loudness_change)),
+    chapter: tuple(Exercise(k, name, reference) for k, (name, reference) in enumerate(items, 1))
+    for chapter, items in _REFERENCES.items()
 }
 """Every chapter's exercises, in order."""
 
