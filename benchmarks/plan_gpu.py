@@ -10,7 +10,7 @@ of :data:`metalearn_sep.cost.GPUS`. A chapter's minutes add up all its runs' tra
     python benchmarks/plan_gpu.py [--profiles gpu paper] [--json PATH]
 
 Exits 1 when a chapter's ``gpu`` profile is estimated over 20 minutes on a T4 or over a T4's
-memory: the profile's promise. Takes about a minute on 2 CPU cores.
+memory: the profile's promise. Takes about 35 s on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import SOURCES
+from .checkpoint import model_config, unwrap_model
 
 GIB = 2**30
 
@@ -197,8 +198,6 @@ def out_of_memory_message(model: nn.Module, objective: Objective, mixture: torch
     The model is rebuilt from its configuration on the meta device and measured at the
     failing step's crop shape (``mixture``: this process's ``(batch, C, T)``).
     """
-    from .checkpoint import model_config, unwrap_model
-
     plain = unwrap_model(model)
     batch, channels, samples = mixture.shape
     total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None

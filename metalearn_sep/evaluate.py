@@ -123,7 +123,7 @@ def evaluate_musdb(
         device: where the model runs; default CUDA, else MPS, else the CPU.
         progress: show a bar over the tracks.
         amp: bf16 autocast of the model (:func:`~metalearn_sep.separate.separate`; default
-            on CUDA only).
+            on a GPU with native bf16 only, :func:`~metalearn_sep.precision.resolve_amp`).
 
     Returns:
         An :class:`Evaluation`. Raises ``ValueError`` / ``OSError`` with one sentence for a
@@ -137,7 +137,7 @@ def evaluate_musdb(
     if not isinstance(fast, bool):
         raise ValueError(f"fast must be True or False, got {fast!r}.")
     if amp is not None and not isinstance(amp, bool):
-        raise ValueError(f"amp must be None (bf16 on CUDA only), True (bf16) or False (fp32), got {amp!r}.")
+        raise ValueError(f"amp must be None (bf16 where the GPU has it), True (bf16) or False (fp32), got {amp!r}.")
     model, _ = load_model(checkpoint)
     data = MusdbDataset(root, split, sample_rate=RATE, segment=None, stereo=True, is_wav=is_wav, mixture="file")
     count = len(data) if tracks is None else min(check_int(tracks, "tracks"), len(data))

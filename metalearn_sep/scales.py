@@ -31,6 +31,12 @@ from torch import nn
 from . import SOURCES
 from .config import CONV_TASNET_SIZES, CONV_TASNET_STEPS, CONV_TASNET_TRAINING, PROFILES
 from .cost import GPU, StepCost, estimate, measure_step
+from .experiments import encoder_variants, objective_terms
+from .experiments.conv_tasnet_outputs import build as conv_tasnet
+from .experiments.masking_variants import StageObjective
+from .losses import MetaTasNetObjective
+from .models import ConvTasNet, MetaTasNet
+from .train import SeparationObjective
 
 GPU_PROFILES = ("gpu", "paper")
 """The profiles sized here."""
@@ -99,13 +105,6 @@ def runs(chapter: str, profile: str) -> list[Run]:
     """The training runs chapter ``chapter`` makes in ``profile`` (``"gpu"`` or ``"paper"``), as its notebook makes them."""
     if profile not in GPU_PROFILES:
         raise ValueError(f"profile must be one of {', '.join(GPU_PROFILES)}, got {profile!r}.")
-    from .experiments import encoder_variants, objective_terms
-    from .experiments.conv_tasnet_outputs import build as conv_tasnet
-    from .experiments.masking_variants import StageObjective
-    from .losses import MetaTasNetObjective
-    from .models import ConvTasNet, MetaTasNet
-    from .train import SeparationObjective
-
     shape = PROFILES[profile]
     crop = dict(rate=shape.sample_rate, seconds=shape.segment_seconds, batch=shape.batch_size)
     if chapter == "01":

@@ -295,7 +295,8 @@ def separate(
         rescale: apply the least-squares rescaling (step 6); ``False`` returns the raw
             model output at the song's rate and length.
         amp: bf16 autocast of the model (resampling and rescaling stay float32); default on
-            for CUDA, off elsewhere; also allowed on the CPU.
+            for a GPU with native bf16, off elsewhere (:func:`~metalearn_sep.precision.resolve_amp`);
+            also allowed on the CPU.
         batch_channels: run both channels of a window as one batch; default on CUDA only.
         protocol: ``"course"`` (the steps above) or ``"original"``, the original code's
             evaluation (see the module docstring; it takes no chunk or context length).

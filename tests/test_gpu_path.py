@@ -40,11 +40,6 @@ def test_bf16_is_chosen_only_on_a_gpu_with_native_bf16(monkeypatch):
     assert resolve_amp("cuda", None) is True and resolve_amp("cuda", False) is False
 
 
-def test_a_trainer_refuses_bf16_on_a_device_without_it():
-    with pytest.raises(ValueError, match="meta has no native bf16"):
-        Trainer(nn.Linear(1, 1), [], device="meta", amp=True, progress=False)
-
-
 def test_cuda_backends_get_tf32_and_the_autotuner():
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     saved = (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
