@@ -124,3 +124,15 @@ def test_chapter_01_builds_both_variants_at_every_scale() -> None:
         assert conv_tasnet_outputs.build(sizes).mask_network.num_sources == 4
         dedicated = conv_tasnet_outputs.build(sizes, [2])
         assert (dedicated.mask_network.num_sources, dedicated.config["mask"]) == (1, "sigmoid")
+
+
+def test_every_one_stage_variant_deploys_an_extractor_of_the_same_size():
+    from metalearn_sep.experiments.masking_variants import extractor_parameters
+    from metalearn_sep.models import ConvTasNet, MetaTasNet
+
+    sizes = dict(stages=1, N=16, B=8, H=8, X=2, R=1, spec_channels=8)
+    extractors = {name: extractor_parameters(MetaTasNet(**sizes, **options))
+                  for name, options in {"generated": {}, "independent": {"generated": False}, "FiLM": {"film": True}}.items()}
+    assert len(set(extractors.values())) == 1, extractors  # one instrument's masking network, whatever made its weights
+    dedicated = ConvTasNet(num_sources=1, N=16, L=40, B=8, H=8, Sc=8, X=2, R=1)
+    assert extractor_parameters(dedicated) == sum(p.numel() for p in dedicated.parameters())

@@ -1,15 +1,13 @@
 """The student edition: built by ``make student``'s script, no solution inside, and it runs to the end.
 
-Executing it (every chapter, in the ci profile) takes about 6 minutes on 2 cores,
-more than ``make test``'s 15-minute budget has left beside the instructor notebooks that nbval
-runs; it runs with ``make student-test`` (``METALEARN_SEP_STUDENT_RUN=1``) and is skipped, saying
-so, otherwise. The structural checks always run.
+Executing every chapter in the ci profile takes about 6 minutes of one core's worth of work on 2
+cores; ``make test`` runs it on one worker beside the rest of the suite, and ``make student-test``
+runs this file alone.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +47,6 @@ def solution_lines(notebook: Path) -> list[str]:
     return lines
 
 
-RUN = os.environ.get("METALEARN_SEP_STUDENT_RUN") == "1"
-
-
 def instructor_notebook(chapter: str) -> Path:
     return next((ROOT / "notebooks").glob(f"{chapter}_*.ipynb"))
 
@@ -71,7 +66,6 @@ def test_the_student_edition_holds_stubs_and_no_solution(edition, chapter):
     assert all(not c.get("outputs") for c in student["cells"] if c["cell_type"] == "code")
 
 
-@pytest.mark.skipif(not RUN, reason="executing the student edition takes about 6 minutes: make student-test")
 @pytest.mark.parametrize("chapter", list(EXERCISES))
 def test_the_student_edition_runs_to_the_end_and_says_what_is_not_done(edition, chapter, monkeypatch):
     student = edition / instructor_notebook(chapter).name

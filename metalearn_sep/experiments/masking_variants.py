@@ -22,6 +22,7 @@ from ..data.band import BandDataset
 from ..losses import MetaTasNetObjective
 from ..models import ConvTasNet, MetaTasNet
 from ..models.enhanced import spectrogram_statistics
+from ..models.generator import to_independent
 from ..train import SeparationObjective, Trainer, TrainerConfig
 from . import RunResult, rendered_pool, score, test_songs
 
@@ -52,6 +53,26 @@ class StageObjective(SeparationObjective):
 
     def estimate(self, model: nn.Module, mixture: torch.Tensor) -> torch.Tensor:
         return self.stages.estimate(model, mixture)
+
+
+def extractor_parameters(model: nn.Module) -> int:
+    """Parameters needed to run the extractor of ONE source once training is over.
+
+    A Conv-TasNet: all of it. A one-stage MetaTasNet: its encoder and decoder plus one masking
+    network: with an embedding (generated, FiLM), the layers as used for one instrument, written
+    out as ordinary layers (:func:`~metalearn_sep.models.generator.to_independent`); with four
+    stored copies, one copy (a quarter of the per-instrument parameters) and the shared PReLU slopes.
+    """
+    if isinstance(model, ConvTasNet):
+        return sum(p.numel() for p in model.parameters())
+    stage = model.stages[0]
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    prelus = sum(p.numel() for n, p in stage.masker.named_parameters() if "prelu" in n)
+    if stage.embedding is not None:
+        masker = count(to_independent(stage.masker, stage.embedding([SOURCES.index("bass")])))
+    else:
+        masker = (count(stage.masker) - prelus) // len(SOURCES) + prelus
+    return count(stage.encoder) + count(stage.decoder) + masker
 
 
 def objective(variant: str) -> SeparationObjective:
