@@ -83,8 +83,9 @@ def plane_figure(panels: Sequence[tuple[torch.Tensor, torch.Tensor, str]], names
     fig = InlineFigure(figsize=(4 * len(panels), 3.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (points, path, title) in zip(axes, panels):
+        points, path = points.detach().cpu(), path.detach().cpu()
         mean, plane = principal_plane(points)
-        xy, line = (points - mean) @ plane.T, (path - mean) @ plane.T
+        xy, line = ((points - mean) @ plane.T).numpy(), ((path - mean) @ plane.T).numpy()
         ax.plot(line[:, 0], line[:, 1], "o--", color="grey", markersize=3)
         for (px, py), name in zip(xy.tolist(), names):
             ax.plot(px, py, "o", markersize=8)
@@ -97,6 +98,7 @@ def plane_figure(panels: Sequence[tuple[torch.Tensor, torch.Tensor, str]], names
 
 def kernel_images(kernel: torch.Tensor, names: Sequence[str] = SOURCES) -> Figure:
     """Each instrument's kernel ``(K, C_out, C_in)`` as an image (top row) and minus the instruments' mean (bottom)."""
+    kernel = kernel.detach().cpu()
     if kernel.dim() != 3:
         raise ValueError(f"kernel must be (instruments, C_out, C_in), got {tuple(kernel.shape)}.")
     fig = InlineFigure(figsize=(2.5 * kernel.shape[0], 4.4), layout="constrained")
@@ -104,7 +106,7 @@ def kernel_images(kernel: torch.Tensor, names: Sequence[str] = SOURCES) -> Figur
     for row, (images, label) in enumerate(((kernel, "kernel"), (kernel - kernel.mean(0), "minus the mean"))):
         limit = images.abs().max().item()
         for i, ax in enumerate(axes[row]):
-            image = ax.imshow(images[i], cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+            image = ax.imshow(images[i].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
             ax.set_title(f"{names[i]}: {label}", fontsize="small")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -116,10 +118,11 @@ def kernel_images(kernel: torch.Tensor, names: Sequence[str] = SOURCES) -> Figur
 
 def interpolation_figure(weights: Sequence[float], curves: torch.Tensor, labels: Sequence[str], xlabel: str) -> Figure:
     """SI-SDR improvement ``curves`` ``(len(weights), len(labels))`` against the interpolation weight ``w``."""
+    curves = torch.as_tensor(curves).detach().cpu()
     fig = InlineFigure(figsize=(5, 3), layout="constrained")
     ax = fig.add_subplot()
     for j, label in enumerate(labels):
-        ax.plot(list(weights), curves[:, j], "o-", label=label)
+        ax.plot(list(weights), curves[:, j].numpy(), "o-", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("SI-SDR improvement (dB)")
     ax.axhline(0, color="black", linewidth=0.5)
