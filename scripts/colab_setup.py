@@ -19,7 +19,7 @@ rather than ``pip install --constraint requirements.lock -e .``, because:
   the API); the course is tested with no other. torchaudio is released in lockstep with torch and
   built against one torch, so it must carry torch's exact version and build, or it is replaced.
 * The whole lock would also install what runs and tests the course outside Colab (JupyterLab,
-  nbval, pytest, Playwright) and with them IPython 9, ipykernel 7 and a newer tornado, which Colab's
+  nbval, pytest, pytest-xdist, Playwright) and with them IPython 9, ipykernel 7 and a newer tornado, which Colab's
   own kernel pins (google-colab requires ipython 7.34.0) and whose upgrade can crash the runtime.
   So the course's own dependencies, and whatever Colab lacks, come at the lock's versions; the
   packages Colab already has stay as they are unless a course package needs them newer.
@@ -46,7 +46,7 @@ from pathlib import Path
 REPOSITORY = "https://github.com/metalearn-sep/metalearn-sep"
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = ("torch", "torchaudio")
-OUTSIDE_COLAB = ("jupyterlab", "nbval", "pytest", "playwright")
+OUTSIDE_COLAB = ("jupyterlab", "nbval", "pytest", "pytest-xdist", "playwright")
 """Declared dependencies that run and test the course outside Colab; Colab is its own front end."""
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 GPU_BUILD = "cu128"

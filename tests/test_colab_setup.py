@@ -55,7 +55,7 @@ def test_colabs_own_packages_are_left_alone_and_the_outside_colab_tools_skipped(
     pinned = {line.split("==")[0] for line in p.constraints}
     assert pinned.isdisjoint({"ipython", "ipykernel", "tornado", "pyzmq", "pandas", "scipy"})
     assert {"comm", "stempeg", "simplejson"} <= pinned  # absent from the runtime: the lock's versions
-    assert p.skipped == ("jupyterlab", "nbval", "pytest", "playwright")
+    assert p.skipped == ("jupyterlab", "nbval", "pytest", "pytest-xdist", "playwright")
     assert not set(p.requested) & {"jupyterlab", "nbval", "pytest", "playwright", "torch", "torchaudio"}
 
 
