@@ -1,8 +1,8 @@
 """The student edition: built by ``make student``'s script, no solution inside, and it runs to the end.
 
-Executing every chapter in the ci profile takes about 6 minutes of one core's worth of work on 2
-cores; ``make test`` runs it on one worker beside the rest of the suite, and ``make student-test``
-runs this file alone.
+Executing every chapter in the ci profile takes about 6 minutes on 2 cores. Under ``make test``
+this module runs on one pytest-xdist worker while the others run the rest of the suite;
+``make student-test`` runs it alone.
 """
 
 from __future__ import annotations
