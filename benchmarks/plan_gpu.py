@@ -22,6 +22,7 @@ from pathlib import Path
 
 from metalearn_sep.atomic import atomic_write_text
 from metalearn_sep.cost import GPUS, estimate, measure_step
+from metalearn_sep.experiments.profile_costs import duration
 from metalearn_sep.recipe import build_model, build_objective, load_recipe
 from metalearn_sep.scales import GPU_PROFILES, plan
 
@@ -63,10 +64,6 @@ def recipe_rows() -> list[dict]:
             **{f"{name}_gib": e.peak_gib for name, e in per_step.items()},
         })
     return rows
-
-
-def duration(minutes: float) -> str:
-    return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h" if minutes < 2880 else f"{minutes / 1440:.1f} d"
 
 
 def table(rows: list[dict]) -> str:

@@ -41,6 +41,9 @@ from .train import SeparationObjective
 GPU_PROFILES = ("gpu", "paper")
 """The profiles sized here."""
 
+CHAPTER_06_MINUTES = 15.0
+"""Chapter 06's ``gpu`` run: the one-GPU recipe for as many steps as the plan puts at this many minutes on the GPU found."""
+
 _STAGE_PAPER = {"N": 440, "B": 160, "H": 160, "X": 6, "R": 3}
 _STAGE_GPU = {"N": 256, "B": 128, "H": 128, "X": 6, "R": 2}
 

@@ -63,10 +63,10 @@ def extractor_parameters(model: nn.Module) -> int:
     out as ordinary layers (:func:`~metalearn_sep.models.generator.to_independent`); with four
     stored copies, one copy (a quarter of the per-instrument parameters) and the shared PReLU slopes.
     """
-    if isinstance(model, ConvTasNet):
-        return sum(p.numel() for p in model.parameters())
-    stage = model.stages[0]
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    if isinstance(model, ConvTasNet):
+        return count(model)
+    stage = model.stages[0]
     prelus = sum(p.numel() for n, p in stage.masker.named_parameters() if "prelu" in n)
     if stage.embedding is not None:
         masker = count(to_independent(stage.masker, stage.embedding([SOURCES.index("bass")])))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..scales import CHAPTER_06_MINUTES
+
 RECORDS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 """Where ``benchmarks/profile_minutes.py`` and ``benchmarks/plan_gpu.py --json`` write."""
 
@@ -28,7 +30,6 @@ MEASURED = ("ci", "cpu")
 ESTIMATED = {"gpu": "T4", "paper": "A100"}
 """The GPU each GPU profile is priced on: ``gpu`` is sized for a T4 (Colab), ``paper`` needs more than 16 GB."""
 _RECIPE_ROWS = {"gpu": "one GPU (06)", "paper": "paper (06)"}
-_GPU_06_MINUTES = 15.0  # chapter 06 trains the one-GPU recipe for as many steps as 15 minutes allow
 
 
 def measured(profile: str, folder: Path = RECORDS) -> dict[str, dict]:
@@ -53,7 +54,8 @@ def estimated(folder: Path = RECORDS) -> dict[tuple[str, str], dict]:
     return rows
 
 
-def _minutes(minutes: float) -> str:
+def duration(minutes: float) -> str:
+    """``minutes`` in the unit a reader takes in at a glance: minutes, hours past 2 h, days past 2 d."""
     return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h" if minutes < 2880 else f"{minutes / 1440:.1f} d"
 
 
@@ -62,8 +64,8 @@ def _gpu_cell(chapter: str, profile: str, plan: dict[tuple[str, str], dict]) -> 
     row = plan.get((chapter, profile))
     if row is None:
         return "no training"
-    minutes = _GPU_06_MINUTES if (chapter, profile) == ("06", "gpu") else row[f"{gpu}_min"]
-    return f"{_minutes(minutes)}, {row[f'{gpu}_gib']:.1f} GiB"
+    minutes = CHAPTER_06_MINUTES if (chapter, profile) == ("06", "gpu") else row[f"{gpu}_min"]
+    return f"{duration(minutes)}, {row[f'{gpu}_gib']:.1f} GiB"
 
 
 def profile_table(folder: Path = RECORDS) -> str:
@@ -79,7 +81,7 @@ def profile_table(folder: Path = RECORDS) -> str:
             cells.append("not measured" if run is None else f"{run['seconds'] / 60:.1f} min, {run['peak_gib']:.1f} GiB")
         cells += [_gpu_cell(chapter, profile, plan) for profile in ESTIMATED]
         rows.append(cells)
-    totals = ["all"] + [_minutes(sum(r["seconds"] for r in runs[p].values()) / 60) for p in MEASURED]
+    totals = ["all"] + [duration(sum(r["seconds"] for r in runs[p].values()) / 60) for p in MEASURED]
     rows.append(totals + ["", ""])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
@@ -91,5 +93,5 @@ def profile_table(folder: Path = RECORDS) -> str:
         lines.append(f"{profile}: Run All in a fresh kernel, wall clock and the kernel's peak memory; "
                      f"{', '.join(machines)}; {', '.join(dates)}; commit {', '.join(commits)}")
     lines.append("gpu, paper: training steps only, estimated by metalearn_sep.cost (not measured); "
-                 f"chapter 06's gpu run is sized to {_GPU_06_MINUTES:g} minutes of training on the GPU it finds")
+                 f"chapter 06's gpu run is sized to {CHAPTER_06_MINUTES:g} minutes of training on the GPU it finds")
     return "\n".join(lines)
